@@ -1,0 +1,22 @@
+"""The `gossamer` command line: one module per command group, wired here.
+
+The CLI is thin: each command parses its flags and calls library code.
+"""
+
+from __future__ import annotations
+
+import click
+
+from gossamer import __version__
+from gossamer.cli.init import init_command
+from gossamer.cli.proxy import proxy_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gossamer")
+def main() -> None:
+    """Gossamer: a lightweight service mesh."""
+
+
+main.add_command(proxy_command)
+main.add_command(init_command)

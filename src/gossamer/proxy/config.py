@@ -1,0 +1,221 @@
+"""The proxy's configuration: every `GOSSAMER_PROXY_*` environment variable is read here.
+
+Nothing else in the proxy reads the environment. `ProxyConfig.from_env()` parses once at
+start-up into frozen values; an invalid value stops the proxy with a message naming the
+variable. Defaults follow linkerd2-proxy (ports 4140/4143/4191, opaque ports, 10 s detect
+timeout, 1 s outbound connect timeout).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gossamer.core.durations import parse_duration
+
+ENV_PREFIX = "GOSSAMER_PROXY_"
+
+# Linkerd's default opaque ports: SMTP, MySQL, Galera, PostgreSQL, Redis, Elasticsearch,
+# Memcached. Server-speaks-first protocols cannot be detected, so detection is skipped.
+DEFAULT_OPAQUE_PORTS = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the proxy cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddr:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Http1Limits:
+    """Bounds on what one HTTP/1 connection may make the proxy hold."""
+
+    max_header_bytes: int = 64 * 1024
+    header_read_timeout: float = 10.0
+    pool_idle_timeout: float = 20.0
+    pool_max_idle_per_target: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLimits:
+    """Write-buffer water marks: above `high` the proxy stops reading from the other side."""
+
+    high: int = 256 * 1024
+    low: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    outbound_listen: ListenAddr = ListenAddr("127.0.0.1", 4140)
+    inbound_listen: ListenAddr = ListenAddr("0.0.0.0", 4143)
+    admin_listen: ListenAddr = ListenAddr("0.0.0.0", 4191)
+    # Where inbound connections are forwarded: the app listens here on the original port.
+    inbound_forward_ip: str = "127.0.0.1"
+    opaque_ports: frozenset[int] = DEFAULT_OPAQUE_PORTS
+    detect_timeout: float = 10.0
+    # linkerd2-proxy reads up to a small prefix to detect the protocol; so do we.
+    detect_max_bytes: int = 1024
+    outbound_connect_timeout: float = 1.0
+    inbound_connect_timeout: float = 1.0
+    shutdown_grace_period: float = 30.0
+    admin_shutdown_enabled: bool = False
+    log_level: str = "info"
+    log_format: str = "plain"
+    http1: Http1Limits = field(default_factory=Http1Limits)
+    buffers: BufferLimits = field(default_factory=BufferLimits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+        env = _Env(os.environ if environ is None else environ)
+        defaults = cls()
+        http1 = Http1Limits(
+            max_header_bytes=env.integer("HTTP1_MAX_HEADER_BYTES", defaults.http1.max_header_bytes),
+            header_read_timeout=env.duration(
+                "HTTP1_HEADER_READ_TIMEOUT", defaults.http1.header_read_timeout
+            ),
+            pool_idle_timeout=env.duration(
+                "OUTBOUND_POOL_IDLE_TIMEOUT", defaults.http1.pool_idle_timeout
+            ),
+            pool_max_idle_per_target=env.integer(
+                "OUTBOUND_POOL_MAX_IDLE", defaults.http1.pool_max_idle_per_target
+            ),
+        )
+        high = env.integer("BUFFER_HIGH_WATER", defaults.buffers.high)
+        buffers = BufferLimits(high=high, low=env.integer("BUFFER_LOW_WATER", high // 4))
+        if buffers.low > buffers.high:
+            raise ConfigError(f"{ENV_PREFIX}BUFFER_LOW_WATER must not exceed BUFFER_HIGH_WATER")
+        log_format = env.text("LOG_FORMAT", defaults.log_format).lower()
+        if log_format not in ("plain", "json"):
+            raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be 'plain' or 'json', not {log_format!r}")
+        log_level = env.text("LOG_LEVEL", defaults.log_level).lower()
+        if log_level not in ("trace", "debug", "info", "warn", "warning", "error"):
+            raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL {log_level!r} is not a log level")
+        return cls(
+            outbound_listen=env.addr("OUTBOUND_LISTEN_ADDR", defaults.outbound_listen),
+            inbound_listen=env.addr("INBOUND_LISTEN_ADDR", defaults.inbound_listen),
+            admin_listen=env.addr("ADMIN_LISTEN_ADDR", defaults.admin_listen),
+            inbound_forward_ip=env.ip("INBOUND_FORWARD_IP", defaults.inbound_forward_ip),
+            opaque_ports=env.ports("OPAQUE_PORTS", defaults.opaque_ports),
+            detect_timeout=env.duration("DETECT_TIMEOUT", defaults.detect_timeout),
+            outbound_connect_timeout=env.duration(
+                "OUTBOUND_CONNECT_TIMEOUT", defaults.outbound_connect_timeout
+            ),
+            inbound_connect_timeout=env.duration(
+                "INBOUND_CONNECT_TIMEOUT", defaults.inbound_connect_timeout
+            ),
+            shutdown_grace_period=env.duration(
+                "SHUTDOWN_GRACE_PERIOD", defaults.shutdown_grace_period
+            ),
+            admin_shutdown_enabled=env.boolean("ADMIN_SHUTDOWN", defaults.admin_shutdown_enabled),
+            log_level=log_level,
+            log_format=log_format,
+            http1=http1,
+            buffers=buffers,
+        )
+
+
+class _Env:
+    """Typed reads of `GOSSAMER_PROXY_<name>`; each error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(ENV_PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def _fail(self, name: str, value: str, why: str) -> ConfigError:
+        return ConfigError(f"{ENV_PREFIX}{name}={value!r}: {why}")
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise self._fail(name, raw, "not an integer") from None
+        if value < 0:
+            raise self._fail(name, raw, "must not be negative")
+        return value
+
+    def duration(self, name: str, default: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as error:
+            raise self._fail(name, raw, str(error)) from None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise self._fail(name, raw, "expected true or false")
+
+    def ip(self, name: str, default: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            return str(ipaddress.ip_address(raw))
+        except ValueError:
+            raise self._fail(name, raw, "not an IP address") from None
+
+    def addr(self, name: str, default: ListenAddr) -> ListenAddr:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        host, sep, port_text = raw.rpartition(":")
+        if not sep:
+            raise self._fail(name, raw, "expected HOST:PORT")
+        host = host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise self._fail(name, raw, "host must be an IP address") from None
+        return ListenAddr(host, self._port(name, raw, port_text))
+
+    def ports(self, name: str, default: frozenset[int]) -> frozenset[int]:
+        """A comma-separated list of ports and ranges (`25,587,8000-8010`)."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        ports: set[int] = set()
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            low, dash, high = item.partition("-")
+            first = self._port(name, raw, low)
+            last = self._port(name, raw, high) if dash else first
+            if last < first:
+                raise self._fail(name, raw, f"range {item} runs backwards")
+            ports.update(range(first, last + 1))
+        return frozenset(ports)
+
+    def _port(self, name: str, raw: str, text: str) -> int:
+        try:
+            port = int(text)
+        except ValueError:
+            raise self._fail(name, raw, f"{text!r} is not a port number") from None
+        if not 0 <= port <= 65535:
+            raise self._fail(name, raw, f"port {port} out of range")
+        return port

@@ -1,0 +1,247 @@
+"""The proxy's metrics, with Linkerd's names, labels and latency buckets.
+
+The hot path touches only plain integers on objects that a connection looks up once
+(`ProxyMetrics.http(...)`, `ProxyMetrics.tcp(...)`), so counting a request costs a few
+attribute updates. prometheus_client renders the exposition text through a custom
+collector: its own metric objects take a lock on every increment, which we do not need on
+a single-threaded event loop and cannot afford per request.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+# linkerd2-proxy's response_latency_ms buckets, in milliseconds.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+    1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
+)  # fmt: skip
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsLabels:
+    """How a connection was (or was not) secured, as Linkerd labels it."""
+
+    tls: str = "no_identity"
+    no_tls_reason: str | None = "no_tls_from_remote"
+    client_id: str | None = None
+    server_id: str | None = None
+
+    def pairs(self) -> Labels:
+        out: list[tuple[str, str]] = [("tls", self.tls)]
+        if self.no_tls_reason is not None:
+            out.append(("no_tls_reason", self.no_tls_reason))
+        if self.client_id is not None:
+            out.append(("client_id", self.client_id))
+        if self.server_id is not None:
+            out.append(("server_id", self.server_id))
+        return tuple(out)
+
+
+# Plaintext from an unmeshed client, and plaintext to a destination discovery did not mesh.
+INBOUND_PLAINTEXT = TlsLabels(no_tls_reason="no_tls_from_remote")
+OUTBOUND_PLAINTEXT = TlsLabels(no_tls_reason="not_provided_by_service_discovery")
+LOOPBACK = TlsLabels(tls="no_identity", no_tls_reason="loopback")
+
+
+def classify(status: int, grpc_status: int | None, error: str | None = None) -> str:
+    """Linkerd's default response classification: 5xx, a non-zero gRPC status or an error fail."""
+    if error is not None or status >= 500 or (grpc_status is not None and grpc_status != 0):
+        return "failure"
+    return "success"
+
+
+class LatencyHistogram:
+    __slots__ = ("buckets", "count", "sum_ms")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # last is +Inf
+        self.count = 0
+        self.sum_ms = 0.0
+
+    def observe_ms(self, value_ms: float) -> None:
+        self.buckets[bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
+        self.count += 1
+        self.sum_ms += value_ms
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(LATENCY_BUCKETS_MS, self.buckets, strict=False):
+            running += n
+            out.append((_fmt_bound(bound), running))
+        out.append(("+Inf", self.count))
+        return out
+
+
+def _fmt_bound(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+class ResponseStats:
+    __slots__ = ("count", "latency")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.latency = LatencyHistogram()
+
+
+class HttpStats:
+    """Request and response counts for one (direction, authority, target, tls) label set."""
+
+    __slots__ = ("labels", "requests", "responses")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.requests = 0
+        # (status_code, grpc_status, classification, error) -> stats
+        self.responses: dict[tuple[int, int | None, str, str | None], ResponseStats] = {}
+
+    def response(
+        self, status: int, latency_s: float, grpc_status: int | None = None, error: str | None = None
+    ) -> None:
+        key = (status, grpc_status, classify(status, grpc_status, error), error)
+        stats = self.responses.get(key)
+        if stats is None:
+            stats = self.responses[key] = ResponseStats()
+        stats.count += 1
+        stats.latency.observe_ms(latency_s * 1000.0)
+
+
+class TcpStats:
+    """Connection and byte counts for one (direction, peer, target, tls) label set."""
+
+    __slots__ = ("closes", "labels", "open", "opened", "read_bytes", "write_bytes")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.opened = 0
+        self.open = 0
+        self.read_bytes = 0
+        self.write_bytes = 0
+        self.closes: dict[str, int] = {}  # errno label ("" when clean) -> count
+
+    def on_open(self) -> None:
+        self.opened += 1
+        self.open += 1
+
+    def on_close(self, errno: str = "") -> None:
+        self.open -= 1
+        self.closes[errno] = self.closes.get(errno, 0) + 1
+
+
+def target_labels(target: tuple[str, int]) -> Labels:
+    host, port = target
+    addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (("target_addr", addr), ("target_ip", host), ("target_port", str(port)))
+
+
+class ProxyMetrics:
+    """All of one proxy's counters; `render()` gives the Prometheus text for `/metrics`."""
+
+    def __init__(self) -> None:
+        self._http: dict[Labels, HttpStats] = {}
+        self._tcp: dict[Labels, TcpStats] = {}
+        self._extra: list[Collector] = []
+        self.started = time.time()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+
+    def http(
+        self, direction: str, authority: str, target: tuple[str, int], tls: TlsLabels
+    ) -> HttpStats:
+        labels = (
+            ("direction", direction),
+            ("authority", authority),
+            *target_labels(target),
+            *tls.pairs(),
+        )
+        stats = self._http.get(labels)
+        if stats is None:
+            stats = self._http[labels] = HttpStats(labels)
+        return stats
+
+    def tcp(self, direction: str, peer: str, target: tuple[str, int], tls: TlsLabels) -> TcpStats:
+        labels = (("direction", direction), ("peer", peer), *target_labels(target), *tls.pairs())
+        stats = self._tcp.get(labels)
+        if stats is None:
+            stats = self._tcp[labels] = TcpStats(labels)
+        return stats
+
+    def register(self, collector: Collector) -> None:
+        """Adds another collector (identity, discovery, ...) to this proxy's `/metrics`."""
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def http_stats(self) -> Iterator[HttpStats]:
+        return iter(list(self._http.values()))
+
+    def tcp_stats(self) -> Iterator[TcpStats]:
+        return iter(list(self._tcp.values()))
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        process_start = Metric(
+            "process_start_time_seconds", "Time that the process started, in seconds", "gauge"
+        )
+        process_start.add_sample("process_start_time_seconds", {}, m.started)
+        yield process_start
+
+        requests = Metric("request", "Total count of HTTP requests.", "counter")
+        responses = Metric("response", "Total count of HTTP responses.", "counter")
+        latency = Metric(
+            "response_latency_ms",
+            "Elapsed times between a request's headers being received and its response "
+            "stream completing",
+            "histogram",
+        )
+        for stats in m.http_stats():
+            base = dict(stats.labels)
+            requests.add_sample("request_total", base, stats.requests)
+            for key, rstats in list(stats.responses.items()):
+                status, grpc_status, classification, error = key
+                labels = {**base, "status_code": str(status), "classification": classification}
+                if grpc_status is not None:
+                    labels["grpc_status"] = str(grpc_status)
+                if error is not None:
+                    labels["error"] = error
+                responses.add_sample("response_total", labels, rstats.count)
+                hist = {**base, "status_code": str(status)}
+                for bound, count in rstats.latency.cumulative():
+                    latency.add_sample("response_latency_ms_bucket", {**hist, "le": bound}, count)
+                latency.add_sample("response_latency_ms_count", hist, rstats.latency.count)
+                latency.add_sample("response_latency_ms_sum", hist, rstats.latency.sum_ms)
+        yield requests
+        yield responses
+        yield latency
+
+        opened = Metric("tcp_open", "Total count of opened connections", "counter")
+        closed = Metric("tcp_close", "Total count of closed connections", "counter")
+        open_now = Metric("tcp_open_connections", "Number of currently-open connections", "gauge")
+        read = Metric("tcp_read_bytes", "Total count of bytes read from peers", "counter")
+        written = Metric("tcp_write_bytes", "Total count of bytes written to peers", "counter")
+        for tstats in m.tcp_stats():
+            base = dict(tstats.labels)
+            opened.add_sample("tcp_open_total", base, tstats.opened)
+            open_now.add_sample("tcp_open_connections", base, tstats.open)
+            read.add_sample("tcp_read_bytes_total", base, tstats.read_bytes)
+            written.add_sample("tcp_write_bytes_total", base, tstats.write_bytes)
+            for errno, count in list(tstats.closes.items()):
+                closed.add_sample("tcp_close_total", {**base, "errno": errno}, count)
+        yield from (opened, closed, open_now, read, written)

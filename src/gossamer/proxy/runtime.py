@@ -1,0 +1,124 @@
+"""What every connection handler shares: config, metrics, the upstream connector, drain.
+
+`ConnectionContext` describes one accepted connection (which side, who, where to); the
+`ProxyRuntime` holds the per-process pieces. Handlers register with the runtime while they
+live so that shutdown can ask each to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.errors import ConnectRefused, ConnectTimeout, ConnectUnreachable, ProxyError
+from gossamer.proxy.metrics import ProxyMetrics, TlsLabels
+
+log = logging.getLogger("gossamer.proxy")
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+
+@dataclass(slots=True)
+class ConnectionContext:
+    """One accepted connection: which side of the pod, the peer, and where its traffic goes."""
+
+    direction: str
+    client: tuple[str, int]
+    orig_dst: tuple[str, int]
+    # Where the proxy connects: the original destination (outbound) or the app (inbound).
+    target: tuple[str, int]
+    # How the accepted connection is secured, and how the one to the target will be.
+    tls_src: TlsLabels
+    tls_dst: TlsLabels
+
+    @property
+    def target_addr(self) -> str:
+        host, port = self.target
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Drainable(Protocol):
+    """A live connection handler, as shutdown sees it."""
+
+    def drain(self) -> None:
+        """Stop taking new requests; close once in-flight ones complete."""
+
+    def abort(self) -> None:
+        """Close now (the grace period is over)."""
+
+
+class ProxyRuntime:
+    def __init__(self, config: ProxyConfig, metrics: ProxyMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or ProxyMetrics()
+        self.connections: set[Drainable] = set()
+        self.draining = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    # -- connection registry, for graceful shutdown ------------------------------------
+    def track(self, conn: Drainable) -> None:
+        self.connections.add(conn)
+        if self.draining:
+            conn.drain()
+
+    def untrack(self, conn: Drainable) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle_waiters.clear()
+
+    async def drain(self, grace: float) -> bool:
+        """Asks every connection to drain; True if all closed within `grace` seconds."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+        if self.connections:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, grace)
+            except TimeoutError:
+                pass
+        left = list(self.connections)
+        for conn in left:
+            conn.abort()
+        return not left
+
+    # -- upstream connections ----------------------------------------------------------
+    async def connect(
+        self, target: tuple[str, int], factory: Callable[[], P], *, direction: str
+    ) -> tuple[asyncio.Transport, P]:
+        """Opens a TCP connection to `target`, turning failures into typed proxy errors."""
+        timeout = (
+            self.config.outbound_connect_timeout
+            if direction == OUTBOUND
+            else self.config.inbound_connect_timeout
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await asyncio.wait_for(
+                loop.create_connection(factory, target[0], target[1]), timeout
+            )
+        except TimeoutError:
+            raise ConnectTimeout(f"connect to {_fmt(target)} timed out after {timeout:g}s") from None
+        except ConnectionRefusedError:
+            raise ConnectRefused(f"connection to {_fmt(target)} refused") from None
+        except OSError as error:
+            if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
+                raise ConnectUnreachable(f"{_fmt(target)} unreachable") from None
+            raise ProxyError(f"connect to {_fmt(target)} failed: {error.strerror}") from None
+        return transport, protocol  # type: ignore[return-value]
+
+
+def _fmt(target: tuple[str, int]) -> str:
+    return f"{target[0]}:{target[1]}"

@@ -1,0 +1,141 @@
+"""Accepting connections: find the original destination, detect the protocol, hand off.
+
+`DetectProtocol` is the first protocol on every accepted transport. It reads up to
+`detect_max_bytes` (or until `detect_timeout`), asks `detect.detect` for a verdict, then
+installs the handler for that protocol on the same transport with `set_protocol` and replays
+the bytes it read. Ports in the opaque list skip detection entirely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from gossamer.proxy.detect import Protocol, detect
+from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
+from gossamer.proxy.origdst import original_dst
+from gossamer.proxy.runtime import INBOUND, OUTBOUND, ConnectionContext, ProxyRuntime
+
+log = logging.getLogger("gossamer.proxy.server")
+
+HandlerFactory = Callable[[ProxyRuntime, ConnectionContext], asyncio.Protocol]
+
+
+class Handlers:
+    """The protocol handlers a listener hands connections to, chosen by detection."""
+
+    def __init__(self, http1: HandlerFactory, http2: HandlerFactory, opaque: HandlerFactory):
+        self.http1 = http1
+        self.http2 = http2
+        self.opaque = opaque
+
+    def for_protocol(self, protocol: Protocol) -> HandlerFactory:
+        if protocol is Protocol.HTTP1:
+            return self.http1
+        if protocol is Protocol.HTTP2:
+            return self.http2
+        return self.opaque
+
+
+class DetectProtocol(asyncio.Protocol):
+    __slots__ = ("_buf", "_ctx", "_direction", "_handlers", "_runtime", "_timer", "_transport")
+
+    def __init__(self, runtime: ProxyRuntime, direction: str, handlers: Handlers) -> None:
+        self._runtime = runtime
+        self._direction = direction
+        self._handlers = handlers
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._ctx: ConnectionContext | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if self._runtime.draining:
+            transport.abort()
+            return
+        config = self._runtime.config
+        orig = original_dst(transport.get_extra_info("socket"))
+        client = transport.get_extra_info("peername")[:2]
+        if orig is None:
+            log.warning(
+                "%s connection from %s:%s was not redirected by iptables; closing",
+                self._direction, *client,
+            )  # fmt: skip
+            transport.abort()
+            return
+        if self._direction == INBOUND:
+            target = (config.inbound_forward_ip, orig[1])
+            ctx = ConnectionContext(
+                INBOUND, client, orig, target, INBOUND_PLAINTEXT, INBOUND_PLAINTEXT
+            )
+        else:
+            own = config.outbound_listen
+            if orig[1] == own.port and orig[0] in (own.host, "127.0.0.1"):
+                log.warning("outbound connection to the proxy's own listener; closing")
+                transport.abort()
+                return
+            ctx = ConnectionContext(OUTBOUND, client, orig, orig, OUTBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT)
+        self._ctx = ctx
+        if orig[1] in config.opaque_ports:
+            self._hand_off(Protocol.OPAQUE)
+            return
+        self._timer = asyncio.get_running_loop().call_later(
+            config.detect_timeout, self._detect_timed_out
+        )
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        verdict = detect(self._buf, self._runtime.config.detect_max_bytes)
+        if verdict is not Protocol.NEED_MORE:
+            self._hand_off(verdict)
+
+    def eof_received(self) -> bool:
+        # The client closed its side before we could tell: whatever it sent is opaque.
+        self._hand_off(Protocol.OPAQUE, eof=True)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _detect_timed_out(self) -> None:
+        self._timer = None
+        log.debug("protocol detection timed out; treating the connection as opaque")
+        self._hand_off(Protocol.OPAQUE)
+
+    def _hand_off(self, protocol: Protocol, eof: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport, ctx = self._transport, self._ctx
+        if transport is None or ctx is None or transport.is_closing():
+            return
+        self._ctx = None  # hand off once
+        handler = self._handlers.for_protocol(protocol)(self._runtime, ctx)
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._buf:
+            buf, self._buf = self._buf, b""
+            handler.data_received(buf)
+        if eof and not transport.is_closing() and not handler.eof_received():
+            transport.close()
+
+
+async def listen(
+    runtime: ProxyRuntime, direction: str, host: str, port: int, handlers: Handlers
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: DetectProtocol(runtime, direction, handlers),
+        host,
+        port,
+        reuse_address=True,
+        backlog=1024,
+    )
+
+
+__all__ = ["INBOUND", "OUTBOUND", "DetectProtocol", "Handlers", "listen"]
