@@ -95,7 +95,9 @@ class ProxyConfig:
             raise ConfigError(f"{ENV_PREFIX}BUFFER_LOW_WATER must not exceed BUFFER_HIGH_WATER")
         log_format = env.text("LOG_FORMAT", defaults.log_format).lower()
         if log_format not in ("plain", "json"):
-            raise ConfigError(f"{ENV_PREFIX}LOG_FORMAT must be 'plain' or 'json', not {log_format!r}")
+            raise ConfigError(
+                f"{ENV_PREFIX}LOG_FORMAT must be 'plain' or 'json', not {log_format!r}"
+            )
         log_level = env.text("LOG_LEVEL", defaults.log_level).lower()
         if log_level not in ("trace", "debug", "info", "warn", "warning", "error"):
             raise ConfigError(f"{ENV_PREFIX}LOG_LEVEL {log_level!r} is not a log level")

@@ -27,9 +27,7 @@ _METHOD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # malformed target or version with 400 rather than letting it through as opaque bytes.
 _REQUEST_LINE = re.compile(rb"^" + _METHOD + rb" [^\r\n]* HTTP/1\.[0-9]\r?\n")
 # A prefix that could still grow into a request line.
-_REQUEST_LINE_PREFIX = re.compile(
-    rb"^" + _METHOD + rb"(?: [^\r\n]*)?\r?$"
-)
+_REQUEST_LINE_PREFIX = re.compile(rb"^" + _METHOD + rb"(?: [^\r\n]*)?\r?$")
 
 
 def detect(data: bytes, max_bytes: int = 1024) -> Protocol:

@@ -66,9 +66,7 @@ def error_response_h1(error: ProxyError, *, close: bool) -> bytes:
         f"HTTP/1.1 {error.status} {_REASONS.get(error.status, 'Error')}\r\n"
         f"{ERROR_HEADER}: {_header_safe(error.detail)}\r\n"
         "content-type: text/plain\r\n"
-        f"content-length: {len(body)}\r\n"
-        + ("connection: close\r\n" if close else "")
-        + "\r\n"
+        f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n"
     )
     return head.encode("latin-1") + body
 
@@ -80,9 +78,7 @@ def simple_response_h1(status: int, message: str, *, close: bool = True) -> byte
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         f"{ERROR_HEADER}: {_header_safe(message)}\r\n"
         "content-type: text/plain\r\n"
-        f"content-length: {len(body)}\r\n"
-        + ("connection: close\r\n" if close else "")
-        + "\r\n"
+        f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n"
     )
     return head.encode("latin-1") + body
 

@@ -107,7 +107,11 @@ class HttpStats:
         self.responses: dict[tuple[int, int | None, str, str | None], ResponseStats] = {}
 
     def response(
-        self, status: int, latency_s: float, grpc_status: int | None = None, error: str | None = None
+        self,
+        status: int,
+        latency_s: float,
+        grpc_status: int | None = None,
+        error: str | None = None,
     ) -> None:
         key = (status, grpc_status, classify(status, grpc_status, error), error)
         stats = self.responses.get(key)

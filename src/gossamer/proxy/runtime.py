@@ -8,6 +8,7 @@ live so that shutdown can ask each to drain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from collections.abc import Callable
@@ -62,6 +63,8 @@ class ProxyRuntime:
         self.connections: set[Drainable] = set()
         self.draining = False
         self._idle_waiters: list[asyncio.Future[None]] = []
+        # Upstream connection pools by protocol ("http1", "h2"), created by their modules.
+        self.pools: dict[str, object] = {}
 
     # -- connection registry, for graceful shutdown ------------------------------------
     def track(self, conn: Drainable) -> None:
@@ -85,10 +88,8 @@ class ProxyRuntime:
         if self.connections:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(waiter)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, grace)
-            except TimeoutError:
-                pass
         left = list(self.connections)
         for conn in left:
             conn.abort()
@@ -110,14 +111,16 @@ class ProxyRuntime:
                 loop.create_connection(factory, target[0], target[1]), timeout
             )
         except TimeoutError:
-            raise ConnectTimeout(f"connect to {_fmt(target)} timed out after {timeout:g}s") from None
+            raise ConnectTimeout(
+                f"connect to {_fmt(target)} timed out after {timeout:g}s"
+            ) from None
         except ConnectionRefusedError:
             raise ConnectRefused(f"connection to {_fmt(target)} refused") from None
         except OSError as error:
             if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
                 raise ConnectUnreachable(f"{_fmt(target)} unreachable") from None
             raise ProxyError(f"connect to {_fmt(target)} failed: {error.strerror}") from None
-        return transport, protocol  # type: ignore[return-value]
+        return transport, protocol
 
 
 def _fmt(target: tuple[str, int]) -> str:

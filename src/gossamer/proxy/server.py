@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from gossamer.proxy.detect import Protocol, detect
 from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
@@ -51,7 +52,8 @@ class DetectProtocol(asyncio.Protocol):
         self._ctx: ConnectionContext | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if self._runtime.draining:
             transport.abort()
@@ -77,7 +79,9 @@ class DetectProtocol(asyncio.Protocol):
                 log.warning("outbound connection to the proxy's own listener; closing")
                 transport.abort()
                 return
-            ctx = ConnectionContext(OUTBOUND, client, orig, orig, OUTBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT)
+            ctx = ConnectionContext(
+                OUTBOUND, client, orig, orig, OUTBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
+            )
         self._ctx = ctx
         if orig[1] in config.opaque_ports:
             self._hand_off(Protocol.OPAQUE)

@@ -1,0 +1,262 @@
+"""One proxied HTTP/1 request/response pair.
+
+Theory of operation: the client-side protocol parses a request head and creates an
+`Exchange`. The exchange borrows an upstream connection (pooled or new), writes the head and
+streams the body as it arrives (bytes read before the upstream is ready wait in a bounded
+list). The upstream connection reports response events back here; the exchange writes them
+to the client, re-framing chunked bodies, and when both the request and the response have
+ended it returns the upstream connection to the pool (or closes it) and tells the client
+side it is done. Failures before a response has started become a proxy error response;
+after that, the only honest signal left is to close the client connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from gossamer.proxy.errors import (
+    ProxyError,
+    UpstreamClosed,
+    UpstreamProtocolError,
+    error_response_h1,
+)
+from gossamer.proxy.http1.client import Http1Pool, UpstreamConnection
+from gossamer.proxy.metrics import HttpStats
+from gossamer.proxy.tcp import Pipe
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http1.server import Http1ServerProtocol
+
+log = logging.getLogger("gossamer.proxy.http1")
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    __slots__ = (
+        "_pending",
+        "_pending_bytes",
+        "client_keep_alive",
+        "close_delimited",
+        "head",
+        "http11",
+        "is_head",
+        "request_chunked",
+        "request_done",
+        "response_done",
+        "response_started",
+        "server",
+        "start",
+        "stats",
+        "status",
+        "upgrade",
+        "upstream",
+        "upstream_keep_alive",
+    )
+
+    def __init__(
+        self,
+        server: Http1ServerProtocol,
+        head: bytes,
+        *,
+        is_head: bool,
+        request_chunked: bool,
+        keep_alive: bool,
+        http11: bool,
+        upgrade: bool,
+        stats: HttpStats,
+        start: float,
+    ) -> None:
+        self.server = server
+        self.head = head
+        self.is_head = is_head
+        self.request_chunked = request_chunked
+        self.client_keep_alive = keep_alive
+        self.http11 = http11
+        self.upgrade = upgrade
+        self.stats = stats
+        self.start = start
+        self.upstream: UpstreamConnection | None = None
+        self._pending: list[bytes] = [head]
+        self._pending_bytes = len(head)
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.upstream_keep_alive = False
+        self.close_delimited = False
+        self.status = 0
+
+    # -- request side (called by the client protocol) ----------------------------------
+    def begin(self, pool: Http1Pool) -> None:
+        """Starts sending: on a pooled connection now, or once a new one is made."""
+        conn = pool.checkout(self.server.ctx.target)
+        if conn is not None:
+            self._attach(conn)
+        else:
+            asyncio.get_running_loop().create_task(self._connect(pool))
+
+    async def _connect(self, pool: Http1Pool) -> None:
+        server = self.server
+        try:
+            conn = await pool.connect(server.ctx.target, server.ctx.direction, server.dst_stats)
+        except ProxyError as error:
+            self.fail(error)
+            return
+        if server.closed:
+            conn.close()
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        conn.exchange = self
+        conn.writelines(self._pending)
+        self._pending = []
+        if self._pending_bytes > self.server.high_water:
+            self.server.resume_reading_for("pending")
+        self._pending_bytes = 0
+
+    def send_body(self, body: bytes) -> None:
+        data = b"%x\r\n%b\r\n" % (len(body), body) if self.request_chunked else body
+        if self.upstream is not None:
+            self.upstream.write(data)
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes > self.server.high_water:
+            self.server.pause_reading_for("pending")
+
+    def end_request(self) -> None:
+        self.request_done = True
+        if self.request_chunked:
+            if self.upstream is not None:
+                self.upstream.write(_LAST_CHUNK)
+            else:
+                self._pending.append(_LAST_CHUNK)
+        if self.response_done:
+            self._finish()
+
+    # -- response side (called by the upstream connection) ------------------------------
+    def response_head(self, status: int, keep_alive: bool) -> bool:
+        """Notes a final response's head (already forwarded); True if it has no body."""
+        self.status = status
+        self.response_started = True
+        self.upstream_keep_alive = keep_alive
+        if not keep_alive:
+            # The upstream closes after this response (`Connection: close`, or a body that
+            # ends at EOF); the client was told the same, so its connection closes too.
+            self.client_keep_alive = False
+            self.close_delimited = True
+        return self.is_head and status != 101
+
+    def response_end(self) -> None:
+        if self.response_done:
+            return
+        self.response_done = True
+        self.stats.response(self.status, self.server.loop.time() - self.start)
+        if not self.request_done:
+            # The server answered before reading the whole request (e.g. 413): neither
+            # connection can be reused, since the rest of the body is still in flight.
+            self.upstream_keep_alive = False
+            self.client_keep_alive = False
+        self._finish()
+
+    def response_upgraded(self) -> None:
+        """The upstream accepted an Upgrade (101): both sides become one byte pipe."""
+        conn, server = self.upstream, self.server
+        if conn is None or conn.transport is None or server.transport is None:
+            return
+        conn.exchange = None
+        self.stats.response(self.status, server.loop.time() - self.start)
+        self.response_done = True
+        pipe = Pipe(server.src_stats, conn.stats)
+        pipe.on_close.append(server.tunnel_closed)
+        server.tunnelled = True
+        pipe.attach(
+            server.transport,
+            conn.transport,
+            server.take_tunnel_bytes(),
+            b"",  # bytes after the 101 head were already forwarded with it
+            server.high_water,
+        )
+
+    # -- failures ------------------------------------------------------------------------
+    def fail(self, error: ProxyError) -> None:
+        """No response can come: answer with the proxy's own error response if we still can."""
+        server = self.server
+        if self.upstream is not None:
+            self.upstream.exchange = None
+            self.upstream.close()
+        if self.response_done:
+            return
+        self.response_done = True
+        if self.response_started:
+            log.info("%s %s: upstream failed mid-response: %s", server.ctx.direction,
+                     server.ctx.target_addr, error.detail)  # fmt: skip
+            server.abort()
+            return
+        log.info("%s %s: %s", server.ctx.direction, server.ctx.target_addr, error.detail)
+        self.status = error.status
+        self.stats.response(error.status, server.loop.time() - self.start)
+        # The rest of an unread request body would be parsed as a new request: close after.
+        close = not self.request_done or not self.client_keep_alive or self.upgrade
+        server.write(error_response_h1(error, close=close))
+        if close:
+            self.client_keep_alive = False
+        self.upstream_keep_alive = False
+        self.upstream = None
+        server.exchange_done(self)
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        if self.response_done:
+            return
+        if self.response_started and self.close_delimited:
+            self.response_end()  # the close is how this body ends
+            return
+        self.upstream = None
+        if (
+            conn.reused
+            and not self.response_started
+            and self.request_done
+            and not self.request_chunked
+            and self.head is not None
+        ):
+            # A pooled connection the server had just closed: the request never reached
+            # it, so sending it again on a fresh connection is safe.
+            self._pending = [self.head]
+            self._pending_bytes = len(self.head)
+            self.begin(Http1Pool.of(self.server.runtime))
+            return
+        self.fail(UpstreamClosed())
+
+    def upstream_protocol_error(self, detail: str) -> None:
+        self.fail(UpstreamProtocolError(f"invalid response from upstream: {detail}"))
+
+    def upstream_write_paused(self) -> None:
+        self.server.pause_reading_for("upstream")
+
+    def upstream_write_resumed(self) -> None:
+        self.server.resume_reading_for("upstream")
+
+    def pause_response(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_response(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+    # -- completion ----------------------------------------------------------------------
+    def _finish(self) -> None:
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.exchange = None
+            if self.upstream_keep_alive and not self.close_delimited and not self.upgrade:
+                Http1Pool.of(self.server.runtime).checkin(conn)
+            else:
+                conn.close()
+        if self.close_delimited:
+            self.client_keep_alive = False
+        self.server.exchange_done(self)

@@ -1,0 +1,300 @@
+"""The client side of HTTP/1 proxying: parse requests, run exchanges in order.
+
+Requests are parsed with httptools as bytes arrive. Each request head becomes an
+`Exchange`; one exchange at a time owns the client's write side (HTTP/1 responses must come
+back in request order), so a pipelined request waits, buffered and bounded, until the one
+before it has been answered. Reading from the client pauses for several independent reasons
+(upstream write buffer full, too much buffered for a waiting request, our own write buffer
+full); it resumes only when none of them holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import cast
+
+import httptools
+
+from gossamer.proxy.errors import simple_response_h1
+from gossamer.proxy.http1.client import Http1Pool
+from gossamer.proxy.http1.exchange import Exchange
+from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
+from gossamer.proxy.metrics import HttpStats
+from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
+from gossamer.proxy.tcp import reset
+
+log = logging.getLogger("gossamer.proxy.http1")
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class Http1ServerProtocol(asyncio.Protocol):
+    def __init__(self, runtime: ProxyRuntime, ctx: ConnectionContext) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        config = runtime.config
+        self.high_water = config.buffers.high
+        self._max_head = config.http1.max_header_bytes
+        self._header_timeout = config.http1.header_read_timeout
+        self._pool = Http1Pool.of(runtime)
+        self._tls = ctx.tls_src if ctx.direction == INBOUND else ctx.tls_dst
+        self.src_stats = runtime.metrics.tcp(ctx.direction, "src", ctx.target, ctx.tls_src)
+        self.dst_stats = runtime.metrics.tcp(ctx.direction, "dst", ctx.target, ctx.tls_dst)
+        self._stats: dict[bytes, HttpStats] = {}
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.active: Exchange | None = None
+        self._reading: Exchange | None = None
+        self._queue: deque[Exchange] = deque()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused: set[str] = set()
+        self._tunnel_bytes: list[bytes] | None = None
+        self.tunnelled = False
+        self.draining = False
+        self.closed = False
+
+    # -- asyncio -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.high_water)
+        self.src_stats.on_open()
+        self.runtime.track(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.src_stats.read_bytes += len(data)
+        if self._tunnel_bytes is not None:
+            # After an Upgrade request, bytes belong to the tunnel-to-be, not to HTTP.
+            self._tunnel_bytes.append(data)
+            if sum(map(len, self._tunnel_bytes)) > self.high_water:
+                self.pause_reading_for("tunnel")
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._tunnel_bytes = [data[upgrade.args[0] :]]
+        except _HeadTooLarge:
+            self._reject(431, "request header block exceeds the proxy's limit")
+            return
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, _HeadTooLarge):
+                self._reject(431, "request header block exceeds the proxy's limit")
+            else:
+                log.exception("http1 callback failed")
+                self._reject(500, "proxy failed to handle the request")
+            return
+        except httptools.HttpParserError as error:
+            self._reject(400, f"malformed HTTP/1 request: {error}")
+            return
+        if self._in_head and self._timer is None:
+            self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
+
+    def eof_received(self) -> bool:
+        # A half-closed client may still be waiting for its response.
+        return not (self.active is None and not self._queue)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.tunnelled:
+            return  # the pipe owns both transports now
+        self._closed(exc)
+        for exchange in (self.active, *self._queue):
+            if exchange is not None and exchange.upstream is not None:
+                exchange.upstream.exchange = None
+                exchange.upstream.close()
+        self.active = None
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        if self.active is not None:
+            self.active.pause_response()
+
+    def resume_writing(self) -> None:
+        if self.active is not None:
+            self.active.resume_response()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_head:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head:
+            raise _HeadTooLarge
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        parser = self.parser
+        method = parser.get_method()
+        upgrade = parser.should_upgrade()
+        host = None
+        chunked = False
+        hop = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"host":
+                host = value
+            elif lower in HOP_BY_HOP:
+                hop = True
+                if lower == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+        headers = self._headers
+        if hop:
+            named = connection_tokens(headers)
+            headers = [
+                (n, v)
+                for n, v in headers
+                if ((lo := n.lower()) not in HOP_BY_HOP and lo not in named)
+                or (upgrade and lo == b"upgrade")
+            ]
+            if upgrade:
+                headers.append((b"Connection", b"upgrade"))
+        url = self._url
+        if host is None:
+            host = self._authority_from(url)
+            headers.append((b"Host", host))
+        extra = ((b"Transfer-Encoding", b"chunked"),) if chunked else ()
+        stats = self._stats.get(host)
+        if stats is None:
+            stats = self._stats[host] = self.runtime.metrics.http(
+                self.ctx.direction, host.decode("latin-1"), self.ctx.target, self._tls
+            )
+        stats.requests += 1
+        version = parser.get_http_version()
+        exchange = Exchange(
+            self,
+            request_head(method, url, headers, extra, b"1.0" if version == "1.0" else b"1.1"),
+            is_head=method == b"HEAD",
+            request_chunked=chunked,
+            keep_alive=parser.should_keep_alive() and not self.draining,
+            http11=version != "1.0",
+            upgrade=upgrade,
+            stats=stats,
+            start=self.loop.time(),
+        )
+        self._reading = exchange
+        if self.active is None:
+            self.active = exchange
+            exchange.begin(self._pool)
+        else:
+            self._queue.append(exchange)
+            self.pause_reading_for("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        if self._reading is not None:
+            self._reading.send_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self._reading = self._reading, None
+        if exchange is not None:
+            exchange.end_request()
+
+    # -- called by exchanges ---------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed:
+            self.src_stats.write_bytes += len(data)
+            transport.write(data)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        if exchange is not self.active:
+            return
+        self.active = None
+        if not exchange.client_keep_alive or self.draining or exchange.upgrade:
+            self._close()
+            return
+        if self._queue:
+            self.active = self._queue.popleft()
+            self.active.begin(self._pool)
+        if not self._queue:
+            self.resume_reading_for("pipeline")
+
+    def take_tunnel_bytes(self) -> bytes:
+        data = b"".join(self._tunnel_bytes or ())
+        self._tunnel_bytes = None
+        self.active = None
+        return data
+
+    def tunnel_closed(self) -> None:
+        self._closed(None)
+
+    def pause_reading_for(self, reason: str) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume_reading_for(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    # -- shutdown and errors ----------------------------------------------------------------
+    def drain(self) -> None:
+        self.draining = True
+        if self.active is None and not self._in_head and not self.tunnelled:
+            self._close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            reset(self.transport)
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answers a request the proxy will not forward, then closes the connection."""
+        log.info("%s http1 from %s:%s: %s", self.ctx.direction, *self.ctx.client, message)
+        self._in_head = False
+        if self.active is None or not self.active.response_started:
+            if self.active is not None and self.active.upstream is not None:
+                self.active.upstream.exchange = None
+                self.active.upstream.close()
+            self.write(simple_response_h1(status, message))
+        self._close()
+
+    def _header_timed_out(self) -> None:
+        self._timer = None
+        if self._in_head:
+            self._reject(408, "timed out reading the request header")
+
+    def _authority_from(self, url: bytes) -> bytes:
+        if url.startswith((b"http://", b"https://")):
+            try:
+                return httptools.parse_url(url).host or self.ctx.target_addr.encode()
+            except httptools.HttpParserInvalidURLError:
+                pass
+        return self.ctx.target_addr.encode()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _closed(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.src_stats.on_close("" if exc is None else type(exc).__name__)
+        self.runtime.untrack(self)

@@ -1,0 +1,251 @@
+"""Opaque TCP forwarding, and the byte pipe that HTTP/1 upgrades (WebSocket) reuse.
+
+`Pipe` joins two transports: what one side reads the other writes, with backpressure (a
+side whose write buffer passes the high-water mark pauses reading on the other side) and
+half-close (EOF from one side becomes `write_eof` on the other; the pipe closes when both
+directions have ended). A failure on one side resets the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from typing import cast
+
+from gossamer.proxy.errors import ProxyError
+from gossamer.proxy.metrics import TcpStats
+from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
+
+log = logging.getLogger("gossamer.proxy.tcp")
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Closes with a TCP RST (linger 0), so the peer sees a reset rather than a clean end."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+class PipeEnd(asyncio.Protocol):
+    """One side of a pipe; forwards what it reads to its peer's transport."""
+
+    __slots__ = ("_eof", "_pipe", "peer", "stats", "transport")
+
+    def __init__(self, pipe: Pipe, stats: TcpStats) -> None:
+        self._pipe = pipe
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.peer: PipeEnd | None = None
+        self._eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.read_bytes += len(data)
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.stats.write_bytes += len(data)
+            peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        peer = self.peer
+        if (
+            peer is not None
+            and peer.transport is not None
+            and not peer.transport.is_closing()
+            and peer.transport.can_write_eof()
+        ):
+            peer.transport.write_eof()
+        if peer is not None and peer._eof:
+            self._pipe.close()
+            return False
+        return True  # keep our write side open: the other direction may still be flowing
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pipe.side_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+class Pipe:
+    """Two `PipeEnd`s joined; closes both once either is gone."""
+
+    __slots__ = ("_closed", "a", "b", "on_close")
+
+    def __init__(self, a_stats: TcpStats, b_stats: TcpStats) -> None:
+        self.a = PipeEnd(self, a_stats)
+        self.b = PipeEnd(self, b_stats)
+        self.a.peer, self.b.peer = self.b, self.a
+        self._closed = False
+        self.on_close: list[object] = []
+
+    def attach(
+        self,
+        a: asyncio.Transport,
+        b: asyncio.Transport,
+        a_pending: bytes = b"",
+        b_pending: bytes = b"",
+        high_water: int = 256 * 1024,
+    ) -> None:
+        """Moves two live transports onto the pipe, replaying bytes each side already sent."""
+        for end, transport in ((self.a, a), (self.b, b)):
+            transport.set_write_buffer_limits(high=high_water)
+            transport.set_protocol(end)
+            end.connection_made(transport)
+        if a_pending:
+            self.a.data_received(a_pending)
+        if b_pending:
+            self.b.data_received(b_pending)
+        a.resume_reading()
+        b.resume_reading()
+
+    def side_lost(self, end: PipeEnd, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        other = end.peer
+        if other is not None and other.transport is not None and not other.transport.is_closing():
+            if exc is not None:
+                reset(other.transport)
+            else:
+                other.transport.close()
+        for callback in self.on_close:
+            callback()  # type: ignore[operator]
+
+    def close(self) -> None:
+        for end in (self.a, self.b):
+            if end.transport is not None and not end.transport.is_closing():
+                end.transport.close()
+
+    def abort(self) -> None:
+        for end in (self.a, self.b):
+            if end.transport is not None:
+                reset(end.transport)
+
+
+class _Connecting(asyncio.Protocol):
+    """Placeholder protocol for the upstream socket until the pipe takes it over."""
+
+    def __init__(self) -> None:
+        self.buffered = b""
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.buffered += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+class TcpForwardProtocol(asyncio.Protocol):
+    """An accepted connection forwarded as opaque bytes to `ctx.target`."""
+
+    def __init__(self, runtime: ProxyRuntime, ctx: ConnectionContext) -> None:
+        self._runtime = runtime
+        self._ctx = ctx
+        tls = ctx.tls_src if ctx.direction == INBOUND else ctx.tls_dst
+        self._src = runtime.metrics.tcp(ctx.direction, "src", ctx.target, ctx.tls_src)
+        self._dst = runtime.metrics.tcp(ctx.direction, "dst", ctx.target, tls)
+        self._transport: asyncio.Transport | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._client_eof = False
+        self._pipe: Pipe | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- while connecting upstream, this protocol holds the client side --------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self._src.on_open()
+        self._runtime.track(self)
+        self._task = asyncio.get_running_loop().create_task(self._connect())
+
+    def data_received(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes > self._runtime.config.buffers.high and self._transport:
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._pipe is None:
+            # Client left before the upstream connection was made.
+            self._closed(exc)
+            if self._task is not None:
+                self._task.cancel()
+
+    async def _connect(self) -> None:
+        assert self._transport is not None
+        client = self._transport
+        try:
+            upstream, placeholder = await self._runtime.connect(
+                self._ctx.target, _Connecting, direction=self._ctx.direction
+            )
+        except ProxyError as error:
+            log.info("tcp %s: %s", self._ctx.direction, error.detail)
+            if not client.is_closing():
+                reset(client)
+            return
+        if client.is_closing():
+            upstream.close()
+            return
+        self._dst.on_open()
+        pipe = self._pipe = Pipe(self._src, self._dst)
+        pipe.on_close.append(self._on_pipe_closed)
+        pending = b"".join(self._pending)
+        self._pending.clear()
+        pipe.attach(
+            client, upstream, pending, placeholder.buffered, self._runtime.config.buffers.high
+        )
+        if self._client_eof:
+            pipe.a.eof_received()
+        if placeholder.lost:
+            pipe.side_lost(pipe.b, None)
+
+    def _on_pipe_closed(self) -> None:
+        self._dst.on_close()
+        self._closed(None)
+
+    def _closed(self, exc: Exception | None) -> None:
+        self._src.on_close("" if exc is None else _errno_label(exc))
+        self._runtime.untrack(self)
+
+    # -- shutdown --------------------------------------------------------------------
+    def drain(self) -> None:
+        # Opaque streams have no request boundary: they run until the grace period ends.
+        pass
+
+    def abort(self) -> None:
+        if self._pipe is not None:
+            self._pipe.abort()
+        elif self._transport is not None:
+            reset(self._transport)
+
+
+def _errno_label(exc: Exception) -> str:
+    import errno as errno_mod
+
+    code = getattr(exc, "errno", None)
+    return errno_mod.errorcode.get(code, "") if isinstance(code, int) else ""
