@@ -115,8 +115,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self._no_body:
             self._no_body = False
             return
-        if self.exchange is not None and self.exchange.response_started:
-            self.exchange.response_end()
+        exchange = self.exchange
+        if exchange is not None and exchange.response_started and exchange.status != 101:
+            exchange.response_end()
 
     # -- pool use ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:

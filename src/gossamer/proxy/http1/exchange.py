@@ -143,6 +143,8 @@ class Exchange:
         """Notes a final response's head (already forwarded); True if it has no body."""
         self.status = status
         self.response_started = True
+        if status == 101:
+            return False  # the upgrade takes both connections over; see response_upgraded
         self.upstream_keep_alive = keep_alive
         if not keep_alive:
             # The upstream closes after this response (`Connection: close`, or a body that
