@@ -44,6 +44,13 @@ def serve(host: str, port: int, reply: Callable[[socket.socket], str]) -> thread
     return thread
 
 
+def app_reply(line: str) -> Callable[[socket.socket], str]:
+    def reply(conn: socket.socket) -> str:
+        return line
+
+    return reply
+
+
 def main() -> None:
     mode, pod, *ports = sys.argv[1:]
     threads = []
@@ -54,7 +61,7 @@ def main() -> None:
         threads.append(serve("0.0.0.0", 4191, lambda c: (c.recv(4096), ok.decode())[1]))
     else:
         for port in ports:
-            threads.append(serve("0.0.0.0", int(port), lambda c, p=port: f"app {pod} {p}\n"))
+            threads.append(serve("0.0.0.0", int(port), app_reply(f"app {pod} {port}\n")))
     print("listening", flush=True)
     for thread in threads:
         thread.join()
