@@ -227,3 +227,11 @@ def test_wait_for_http_ready(make_pod: Callable[[str], Pod]) -> None:
     app = pod.spawn([PYTHON, STANDIN, "app", "a", "8080"])
     with pytest.raises(SandboxError, match="answered"):
         pod.wait_for_http(8080, timeout=0.5, process=app)  # not HTTP: never a 200
+
+
+def test_start_proxy_follows_the_admin_address(make_pod: Callable[[str], Pod]) -> None:
+    pod = make_pod("a")
+    assert pod._admin_addr("") == (str(pod.ip), 4191)
+    assert pod._admin_addr("0.0.0.0:5191") == (str(pod.ip), 5191)
+    assert pod._admin_addr("127.0.0.1:4191") == ("127.0.0.1", 4191)
+    assert pod._admin_addr("[::]:4191") == (str(pod.ip), 4191)

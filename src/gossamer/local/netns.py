@@ -17,7 +17,6 @@ another uid through `setpriv`, and are stopped by PID.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 import re
@@ -28,12 +27,11 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
 
 from gossamer.local.addresses import DEFAULT_SUBNET, PodAddressPool
 from gossamer.local.pod import Pod, SandboxError, run_checked
+from gossamer.local.runlock import LOCK_DIR, RunLock
 
-LOCK_DIR = Path("/run/gossamer/sandbox")
 BRIDGE = "br0"
 DEFAULT_PREFIX = "gsm"
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
@@ -78,7 +76,7 @@ class Node:
         self.state_dir = state_dir
         self._owns_state_dir = owns_state_dir
         self.pods: dict[str, Pod] = {}
-        self._lock: IO[bytes] | None = None
+        self._lock: RunLock | None = None
         self._next_veth = 1
         self._destroyed = False
 
@@ -110,7 +108,7 @@ class Node:
             (state_dir / name).mkdir(parents=True, exist_ok=False)
             node = cls(name, pool, state_dir / name, False)
         try:
-            node._take_lock()
+            node._lock = RunLock.acquire(name)
             run_checked(["ip", "netns", "add", name])
             _disable_ipv6(name)
             run_checked(
@@ -133,12 +131,6 @@ class Node:
             node.destroy()
             raise
         return node
-
-    def _take_lock(self) -> None:
-        LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        lock = (LOCK_DIR / f"{self.name}.lock").open("wb")
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._lock = lock
 
     def add_pod(self, name: str) -> Pod:
         """A new pod: namespace, `lo` up, `eth0` on the bridge, an address, a default route."""
@@ -209,9 +201,7 @@ class Node:
                 errors.append(str(error))
         self.pods.clear()
         if self._lock is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (LOCK_DIR / f"{self.name}.lock").unlink()
-            self._lock.close()
+            self._lock.release()
             self._lock = None
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -255,18 +245,6 @@ def _runs_in(names: Sequence[str], prefix: str) -> dict[str, list[str]]:
     return runs
 
 
-def _owner_alive(run: str) -> bool:
-    path = LOCK_DIR / f"{run}.lock"
-    try:
-        with path.open("rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except FileNotFoundError:
-        return False
-    except BlockingIOError:
-        return True
-    return False
-
-
 def cleanup_leftovers(prefix: str = DEFAULT_PREFIX, *, force: bool = False) -> list[str]:
     """Delete namespaces of runs with `prefix` whose owner died (all of them if `force`).
 
@@ -275,13 +253,16 @@ def cleanup_leftovers(prefix: str = DEFAULT_PREFIX, *, force: bool = False) -> l
     """
     removed = []
     for run, names in _runs_in(list_namespaces(), prefix).items():
-        if not force and _owner_alive(run):
-            continue
-        for name in sorted(names, key=lambda n: n == run):  # pods first, the node last
-            _delete_namespace(name)
-            removed.append(name)
-        with contextlib.suppress(FileNotFoundError):
-            (LOCK_DIR / f"{run}.lock").unlink()
+        lock = RunLock.try_acquire(run)
+        if lock is None and not force:
+            continue  # its owner is alive
+        try:
+            for name in sorted(names, key=lambda n: n == run):  # pods first, the node last
+                _delete_namespace(name)
+                removed.append(name)
+        finally:
+            if lock is not None:
+                lock.release()
     return removed
 
 
@@ -298,6 +279,7 @@ def sandbox(
 
 
 __all__ = [
+    "LOCK_DIR",
     "Node",
     "Pod",
     "SandboxError",

@@ -183,18 +183,30 @@ class Pod:
         env: Mapping[str, str] | None = None,
         *,
         uid: int = PROXY_UID,
-        admin_port: int = ADMIN_PORT,
         ready_timeout: float = 30.0,
         name: str = "proxy",
     ) -> PodProcess:
-        """Start `gossamer proxy` as `uid` and wait until its admin `/ready` answers 200."""
+        """Start `gossamer proxy` as `uid` and wait until its admin `/ready` answers 200.
+
+        `env` holds the `GOSSAMER_PROXY_*` settings; the readiness check follows
+        `GOSSAMER_PROXY_ADMIN_LISTEN_ADDR` when it moves the admin server.
+        """
+        env = dict(env or {})
+        host, port = self._admin_addr(env.get("GOSSAMER_PROXY_ADMIN_LISTEN_ADDR", ""))
         proxy = self.spawn([PYTHON, "-m", "gossamer", "proxy"], uid=uid, env=env, name=name)
         try:
-            self.wait_for_http(admin_port, "/ready", timeout=ready_timeout, process=proxy)
+            self.wait_for_http(port, "/ready", host=host, timeout=ready_timeout, process=proxy)
         except SandboxError:
             proxy.terminate()
             raise
         return proxy
+
+    def _admin_addr(self, listen: str) -> tuple[str, int]:
+        host, _, port = listen.strip().rpartition(":")
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = str(self.ip)
+        return host, int(port) if port.isdigit() else ADMIN_PORT
 
     def wait_for_port(
         self,
