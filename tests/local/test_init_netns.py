@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,25 @@ def test_a_stopped_proxy_means_refused_connections(mesh: Mesh) -> None:
     assert dial(mesh.a, mesh.b.ip, 8080, uid=APP_UID) == "ConnectionRefusedError"
     mesh.a.remove_init_rules()
     assert dial(mesh.a, mesh.b.ip, 8080, uid=APP_UID) == "app b 8080"
+
+
+def test_real_proxies_carry_a_request_between_pods(make_pod: Callable[[str], Pod]) -> None:
+    a, b = make_pod("a"), make_pod("b")
+    site = b.state_dir / "site"
+    site.mkdir()
+    (site / "hello.txt").write_text("hello from b\n")
+    site.chmod(0o755)
+    server = b.spawn([PYTHON, "-m", "http.server", "--directory", str(site), "8080"], name="web")
+    b.wait_for_port(8080, process=server)
+    proxies = {}
+    for pod in (a, b):
+        pod.install_init_rules()
+        proxies[pod.name] = pod.start_proxy({"GOSSAMER_PROXY_SHUTDOWN_GRACE_PERIOD": "1s"})
+    status = Path(f"/proc/{proxies['a'].pid}/status").read_text()
+    assert "Uid:\t2102\t2102\t2102\t2102" in status
+
+    url = f"http://{b.ip}:8080/hello.txt"
+    assert a.exec(["curl", "-sS", "--max-time", "10", url], uid=APP_UID).stdout == "hello from b\n"
+    proxies["a"].terminate()
+    refused = a.exec(["curl", "-sS", "--max-time", "10", url], uid=APP_UID, check=False)
+    assert refused.returncode == 7  # couldn't connect: a stopped proxy refuses, nothing leaks
