@@ -40,6 +40,10 @@ def detect(data: bytes, max_bytes: int = 1024) -> Protocol:
     """
     if not data:
         return Protocol.NEED_MORE
+    if len(data) > max_bytes:
+        # Only the window decides, so the verdict does not depend on how the bytes arrived
+        # (one large read or many small ones).
+        data = data[:max_bytes]
     if data[:1] == b"P" and H2_PREFACE.startswith(data[: len(H2_PREFACE)]):
         if len(data) >= len(H2_PREFACE):
             return Protocol.HTTP2

@@ -1,0 +1,22 @@
+"""The proxy's tests run on uvloop, the loop the proxy runs on in production.
+
+uvloop's transports differ from asyncio's in details that matter here (flow-control
+callbacks, `set_protocol`, half-close), so testing on the default loop would prove less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+import uvloop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if item.path.name.startswith("test_http2"):
+        # Not ours to change: the HTTP/2 tests keep the loop they were written against.
+        return {"asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
