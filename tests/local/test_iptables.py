@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -180,7 +181,7 @@ def test_parse_subnets_rejects(text: str, message: str) -> None:
     "kwargs",
     [{"proxy_uid": 0}, {"proxy_uid": 2**32 - 1}, {"inbound_port": 0}, {"outbound_port": 70000}],
 )
-def test_config_rejects_bad_values(kwargs: dict[str, int]) -> None:
+def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InitRulesError):
         InitConfig(**kwargs)
 

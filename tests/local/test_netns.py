@@ -235,3 +235,10 @@ def test_start_proxy_follows_the_admin_address(make_pod: Callable[[str], Pod]) -
     assert pod._admin_addr("0.0.0.0:5191") == (str(pod.ip), 5191)
     assert pod._admin_addr("127.0.0.1:4191") == ("127.0.0.1", 4191)
     assert pod._admin_addr("[::]:4191") == (str(pod.ip), 4191)
+
+
+def test_leftover_matching_is_exact() -> None:
+    from gossamer.local.netns import _runs_in
+
+    names = ["gsm-0a1b2c", "gsm-0a1b2c-web", "gsm-0a1b2cd", "gsmt-0a1b2c", "gsm-zzzzzz", "x"]
+    assert _runs_in(names, "gsm") == {"gsm-0a1b2c": ["gsm-0a1b2c", "gsm-0a1b2c-web"]}

@@ -234,14 +234,12 @@ def _disable_ipv6(netns: str) -> None:
 
 def _runs_in(names: Sequence[str], prefix: str) -> dict[str, list[str]]:
     """Group namespace names of `prefix` by their run (node) name."""
+    pattern = re.compile(rf"^({re.escape(prefix)}-[0-9a-f]{{{_RUN_SUFFIX}}})(?:-|$)")
     runs: dict[str, list[str]] = {}
-    head = f"{prefix}-"
     for name in names:
-        if not name.startswith(head):
-            continue
-        run = name[: len(head) + _RUN_SUFFIX]
-        if re.fullmatch(r"[0-9a-f]+", run[len(head) :] or "x"):
-            runs.setdefault(run, []).append(name)
+        match = pattern.match(name)
+        if match:
+            runs.setdefault(match.group(1), []).append(name)
     return runs
 
 
