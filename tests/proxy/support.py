@@ -67,7 +67,7 @@ async def start_origin(handler: Handler) -> Origin:
         origin.tasks.add(task)
         try:
             await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             origin.tasks.discard(task)

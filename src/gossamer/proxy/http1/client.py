@@ -71,8 +71,11 @@ class UpstreamConnection(asyncio.Protocol):
         # framing preserved); the parser only finds where each response ends.
         exchange.server.write(data)
         if self._reset_parser:
+            # The body-less response (to HEAD) never completed in the old parser, so no
+            # completion is left to skip either.
             self.parser = httptools.HttpResponseParser(self)
             self._reset_parser = False
+            self._no_body = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
