@@ -242,3 +242,9 @@ def test_leftover_matching_is_exact() -> None:
 
     names = ["gsm-0a1b2c", "gsm-0a1b2c-web", "gsm-0a1b2cd", "gsmt-0a1b2c", "gsm-zzzzzz", "x"]
     assert _runs_in(names, "gsm") == {"gsm-0a1b2c": ["gsm-0a1b2c", "gsm-0a1b2c-web"]}
+
+
+def test_without_root_the_sandbox_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(SandboxError, match="needs root"):
+        Node.create(prefix=SANDBOX_PREFIX)
