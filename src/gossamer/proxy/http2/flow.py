@@ -1,0 +1,158 @@
+"""One direction of one proxied stream: DATA received on one endpoint, sent on the other.
+
+Flow control is end to end because of one rule: a flow acknowledges bytes to its source
+(`acknowledge_received_data`, which lets h2 send WINDOW_UPDATE) only after it has handed
+them to h2 on the sink, inside the sink's send window. Bytes that do not fit wait in
+`chunks` and stay unacknowledged, so the source's window closes and the sender stops. The
+buffer is therefore bounded by the receive window the proxy advertised to the source (one
+stream window per stream, one connection window per connection); a peer that sends beyond
+it is a flow-control violation h2 turns into a connection error.
+
+A flow finishes when it has sent END_STREAM (with the last DATA frame, an empty one, or the
+trailers), or when it is discarded because its stream was reset: discarding acknowledges
+what it still held, so the source connection's window is not leaked.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from h2.exceptions import ProtocolError
+
+from gossamer.proxy.http2.headers import Header
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http2.endpoint import H2Endpoint
+    from gossamer.proxy.http2.stream import ProxiedStream
+
+
+class Flow:
+    __slots__ = (
+        "buffered",
+        "chunks",
+        "ended",
+        "finished",
+        "sent",
+        "sink",
+        "sink_sid",
+        "source",
+        "source_sid",
+        "stream",
+        "trailers",
+    )
+
+    def __init__(
+        self,
+        stream: ProxiedStream,
+        source: H2Endpoint | None,
+        source_sid: int,
+        sink: H2Endpoint | None,
+        sink_sid: int,
+    ) -> None:
+        self.stream = stream
+        self.source = source
+        self.source_sid = source_sid
+        # No sink yet (a request waiting for its upstream stream) means: hold the bytes.
+        self.sink = sink
+        self.sink_sid = sink_sid
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.sent = 0
+        self.ended = False  # the source sent END_STREAM
+        self.trailers: list[Header] | None = None
+        self.finished = False
+
+    def receive(self, data: bytes, flow_controlled_length: int) -> None:
+        source = self.source
+        padding = flow_controlled_length - len(data)
+        if self.finished:
+            # Nobody will forward these any more: give the window straight back.
+            if source is not None and flow_controlled_length:
+                source.h2.acknowledge_received_data(flow_controlled_length, self.source_sid)
+            return
+        if padding and source is not None:
+            source.h2.acknowledge_received_data(padding, self.source_sid)
+        if data:
+            self.chunks.append(data)
+            self.buffered += len(data)
+            self.pump()
+
+    def end(self, trailers: list[Header] | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.trailers = trailers
+        self.pump()
+
+    def pump(self) -> None:
+        """Sends as much as the sink's window allows; ends the stream once all is sent."""
+        sink = self.sink
+        if sink is None or self.finished:
+            return
+        if sink.write_paused:
+            # The sink's socket is backed up: hold the bytes (unacknowledged) until it drains.
+            sink.blocked[self] = None
+            return
+        h2 = sink.h2
+        sid = self.sink_sid
+        chunks = self.chunks
+        sent = 0
+        end_sent = False
+        failed = False
+        try:
+            while chunks:
+                window = h2.local_flow_control_window(sid)
+                if window <= 0:
+                    sink.blocked[self] = None
+                    break
+                chunk = chunks[0]
+                size = len(chunk)
+                limit = min(window, h2.max_outbound_frame_size)
+                if size > limit:
+                    h2.send_data(sid, chunk[:limit])
+                    chunks[0] = chunk[limit:]
+                    size = limit
+                else:
+                    chunks.popleft()
+                    # END_STREAM rides on the last DATA frame when there are no trailers.
+                    end_sent = not chunks and self.ended and self.trailers is None
+                    h2.send_data(sid, chunk, end_stream=end_sent)
+                sent += size
+            if not chunks and self.ended and not end_sent:
+                if self.trailers is not None:
+                    h2.send_headers(sid, self.trailers, end_stream=True)
+                else:
+                    h2.send_data(sid, b"", end_stream=True)
+                end_sent = True
+        except ProtocolError:
+            # The sink's stream closed under us (a reset h2 has seen and we have not yet
+            # handled): stop; the stream's reset handling discards the rest.
+            failed = True
+        if sent or end_sent:
+            sink.schedule_flush()
+        if sent:
+            self.buffered -= sent
+            self.sent += sent
+            source = self.source
+            if source is not None and source.alive:
+                source.h2.acknowledge_received_data(sent, self.source_sid)
+                source.schedule_flush()
+        if failed:
+            self.stream.sink_failed(self)
+        elif end_sent:
+            self.finished = True
+            self.stream.flow_finished(self)
+
+    def discard(self) -> None:
+        """Drops what is held (the stream is gone) and returns its window to the source."""
+        self.finished = True
+        if self.sink is not None:
+            self.sink.blocked.pop(self, None)
+        held = self.buffered
+        self.chunks.clear()
+        self.buffered = 0
+        source = self.source
+        if held and source is not None and source.alive:
+            source.h2.acknowledge_received_data(held, self.source_sid)
+            source.schedule_flush()
