@@ -1,0 +1,146 @@
+"""`bench/run [--quick]`: runs the side-by-side benchmark and writes bench/results/latest.*."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+from bench import environment, report
+from bench.bringup import LiveTestbed
+from bench.procstat import rss_kb
+from bench.report import ScenarioRecord
+from bench.runner import Measurement, ScenarioFailed, ScenarioRunner, check_paths
+from bench.scenarios import SCENARIOS, Scenario
+from bench.settings import FULL, QUICK, CpuPlan, RunSettings
+from bench.testbed import TESTBED
+from gossamer.local.netns import cleanup_leftovers, sandbox
+
+SANDBOX_PREFIX = "gbench"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short round (under 3 min)")
+    parser.add_argument("--rounds", type=int, help="rounds (default: 1 quick, 3 full)")
+    parser.add_argument("--only", metavar="REGEX", help="run only scenarios matching REGEX")
+    parser.add_argument("--rate", type=int, help="fixed latency rate, req/s (multiple of 100)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/md go")
+    return parser.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace) -> RunSettings:
+    base = QUICK if args.quick else FULL
+    changes: dict[str, int] = {}
+    if args.rounds:
+        changes["rounds"] = args.rounds
+    if args.rate:
+        changes["latency_rate"] = args.rate
+    return RunSettings(**{**base.__dict__, **changes}) if changes else base
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the sandbox's cleanup
+
+
+def _summary(m: Measurement) -> str:
+    text = (
+        f"{m.throughput.rps:>9,.0f} rps, p50 {m.latency.p50_ms:.3f} ms, "
+        f"p99 {m.latency.p99_ms:.3f} ms"
+    )
+    if m.cpu_us_per_req is not None:
+        text += f", {m.cpu_us_per_req:.1f} µs CPU/req, proxy core {m.proxy_core_util:.0%}"
+    return text
+
+
+def _measure(
+    live: LiveTestbed, scenarios: list[Scenario], settings: RunSettings, work_dir: Path
+) -> tuple[list[ScenarioRecord], dict[str, int]]:
+    records = [ScenarioRecord(s) for s in scenarios]
+    for record in records:
+        broken = [
+            f"{n}: {live.broken[n]}" for n in record.scenario.path.proxies if n in live.broken
+        ]
+        if broken:
+            record.error = "proxy did not start: " + "; ".join(broken)
+    healthy = [r.scenario for r in records if r.error is None]
+    for name, error in check_paths(live, healthy).items():
+        next(r for r in records if r.scenario.name == name).error = error
+    idle_rss = {name: rss_kb(process.pid) for name, process in live.proxies.items()}
+    runner = ScenarioRunner(live, settings, work_dir)
+    for round_no in range(1, settings.rounds + 1):
+        for record in records:
+            if record.error is not None:
+                continue
+            name = record.scenario.name
+            try:
+                measurement = runner.run(record.scenario)
+            except ScenarioFailed as error:
+                record.error = str(error)
+                _say(f"[{round_no}/{settings.rounds}] {name:<20} FAILED: {error}")
+                continue
+            record.rounds.append(measurement)
+            _say(f"[{round_no}/{settings.rounds}] {name:<20} {_summary(measurement)}")
+    for record in records:
+        if record.error and not record.rounds:
+            _say(f"FAILED {record.scenario.name}: {record.error}")
+    return records, idle_rss
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    if os.geteuid() != 0:
+        print("bench/run: needs root (network namespaces, iptables)", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    scenarios = [s for s in SCENARIOS if not args.only or re.search(args.only, s.name)]
+    if not scenarios:
+        print(f"bench/run: no scenario matches {args.only!r}", file=sys.stderr)
+        return 2
+    cpus = CpuPlan.for_this_machine()
+    # This process only waits and samples /proc; keep it off the proxies' core.
+    os.sched_setaffinity(0, {int(cpus.load)})
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    cleanup_leftovers(prefix=SANDBOX_PREFIX)
+    started = time.monotonic()
+    work_dir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
+    _say(
+        f"bench: {settings.name} run, {len(scenarios)} scenarios x {settings.rounds} round(s); "
+        f"load+origins on cpu{cpus.load}, proxies on cpu{cpus.proxy}; logs in {work_dir}"
+    )
+    keep_logs = True
+    try:
+        with sandbox(prefix=SANDBOX_PREFIX, state_dir=work_dir) as node:
+            live = LiveTestbed(node, TESTBED, cpus)
+            live.start()
+            _say(f"bench: testbed up in {time.monotonic() - started:.1f} s")
+            records, idle_rss = _measure(live, scenarios, settings, work_dir)
+        result = report.build(records, idle_rss, settings, cpus, environment.describe())
+        json_path, md_path = report.write(result, args.out)
+        _say("\n" + report.markdown(result))
+        failed = [r for r in records if r.error]
+        keep_logs = bool(failed)
+        _say(
+            f"bench: wrote {json_path} and {md_path} in {time.monotonic() - started:.0f} s"
+            + (f"; {len(failed)} scenario(s) FAILED, logs kept in {work_dir}" if failed else "")
+        )
+        return 1 if failed else 0
+    finally:
+        if not keep_logs:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Turns measurements into the report: medians over rounds, ratios to HAProxy, targets.
+
+RSS figures are *per proxy instance*: `rss_kb_idle` and `rss_kb_load` are those of the
+largest proxy process of the scenario (the figure a sidecar's memory limit is set from);
+the `_sum` variants add up every proxy of the path. CPU per request is summed over the
+path's proxies. Medians are over rounds; RSS under load is the peak over all rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.runner import Measurement
+from bench.scenarios import Scenario
+from bench.settings import CpuPlan, RunSettings
+
+RSS_TARGET_KB = 35 * 1024
+SINGLE_PROXY_RPS_TARGET = 0.8
+# A proxy core this busy means the proxies, not the load side, set the throughput.
+SATURATED = 0.9
+
+# (ratio name, summary field); lower is better for all but rps.
+RATIO_FIELDS = (
+    ("rps", "rps"),
+    ("p50", "p50_ms"),
+    ("p99", "p99_ms"),
+    ("cpu_per_req", "cpu_us_per_req"),
+    ("rss_idle", "rss_kb_idle"),
+    ("rss_load", "rss_kb_load"),
+)
+
+
+@dataclass(slots=True)
+class ScenarioRecord:
+    """Everything measured for one scenario across rounds, or why it failed."""
+
+    scenario: Scenario
+    rounds: list[Measurement] = field(default_factory=list)
+    error: str | None = None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -> dict[str, Any]:
+    scenario, rounds = record.scenario, record.rounds
+    proxies = list(scenario.path.proxies)
+    out: dict[str, Any] = {
+        "name": scenario.name,
+        "path": scenario.path.name,
+        "system": scenario.path.system,
+        "protocol": scenario.protocol,
+        "proxies": proxies,
+        "status": "failed" if record.error else "ok",
+        "error": record.error,
+        "rounds": len(rounds),
+    }
+    if record.error or not rounds:
+        return out
+    rss_load = {name: max(m.rss_kb_load[name] for m in rounds) for name in proxies}
+    idle = {name: idle_rss[name] for name in proxies}
+    load_core, proxy_core = f"cpu{cpus.load}", f"cpu{cpus.proxy}"
+    core_busy = {
+        core: _round(_median([m.throughput_usage.core_busy.get(core) for m in rounds]), 3)
+        for core in (load_core, proxy_core)
+    }
+    util = _median([m.proxy_core_util for m in rounds])
+    out.update(
+        {
+            "rps": _round(_median([m.throughput.rps for m in rounds]), 1),
+            "rps_rounds": [round(m.throughput.rps, 1) for m in rounds],
+            "p50_ms": _round(_median([m.latency.p50_ms for m in rounds]), 3),
+            "p99_ms": _round(_median([m.latency.p99_ms for m in rounds]), 3),
+            "max_ms": _round(max(m.latency.max_ms or 0.0 for m in rounds), 3),
+            "latency_rate_rps": rounds[0].latency.target_rps,
+            "latency_achieved_rps": _round(_median([m.latency.rps for m in rounds]), 1),
+            "latency_over_10ms": sum(m.latency.over_tick for m in rounds),
+            "saturated_p50_ms": _round(_median([m.throughput.p50_ms for m in rounds]), 3),
+            "saturated_p99_ms": _round(_median([m.throughput.p99_ms for m in rounds]), 3),
+            "cpu_us_per_req": _round(_median([m.cpu_us_per_req for m in rounds]), 2),
+            "cpu_us_per_req_fixed_rate": _round(
+                _median([m.cpu_us_per_req_fixed_rate for m in rounds]), 2
+            ),
+            "proxy_core_util": _round(util, 3),
+            "core_busy": core_busy,
+            "limited_by": _limit(util, core_busy[load_core], bool(proxies)),
+            "rss_kb_idle": max(idle.values()) if idle else None,
+            "rss_kb_idle_sum": sum(idle.values()) if idle else None,
+            "rss_kb_load": max(rss_load.values()) if rss_load else None,
+            "rss_kb_load_sum": sum(rss_load.values()) if rss_load else None,
+            "rss_kb_by_proxy": {n: {"idle": idle[n], "load": rss_load[n]} for n in proxies},
+            "counted_by_proxy_metrics": {
+                name: sum(m.counted_requests.get(name, 0) for m in rounds)
+                for name in proxies
+                if any(name in m.counted_requests for m in rounds)
+            },
+        }
+    )
+    return out
+
+
+def _limit(util: float | None, load_busy: float | None, proxied: bool) -> str:
+    if proxied and util is not None and util >= SATURATED:
+        return "proxy core"
+    if load_busy is not None and load_busy >= SATURATED:
+        return "load core"
+    return "neither"
+
+
+def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[str, float]:
+    """Gossamer over HAProxy for each metric; also sets each row's `rps_vs_haproxy`."""
+    by_name = {row["name"]: row for row in rows}
+    out: dict[str, float] = {}
+    for record in records:
+        scenario = record.scenario
+        row, base = by_name[scenario.name], by_name.get(scenario.baseline or "")
+        label = scenario.ratio_label
+        if label is None or base is None or row["status"] != "ok" or base["status"] != "ok":
+            continue
+        for key, name in RATIO_FIELDS:
+            if row.get(name) is not None and base.get(name):
+                out[f"{label}_{key}_vs_haproxy"] = round(row[name] / base[name], 3)
+        row["rps_vs_haproxy"] = out.get(f"{label}_rps_vs_haproxy")
+        if row.get("rss_kb_load") is not None:
+            out[f"{label}_rss_load_kb"] = row["rss_kb_load"]
+    return out
+
+
+def targets(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[dict[str, Any]]:
+    gossamer = [row for row in rows if row["system"] == "gossamer"]
+    rss = [row["rss_kb_load"] for row in gossamer if row.get("rss_kb_load") is not None]
+    single = ratio.get("single_proxy_rps_vs_haproxy")
+    return [
+        {
+            "target": "single-proxy HTTP/1.1 rps >= 0.8x HAProxy (same run)",
+            "value": single,
+            "met": None if single is None else single >= SINGLE_PROXY_RPS_TARGET,
+        },
+        {
+            "target": "Gossamer proxy RSS under load <= 35 MiB (largest proxy, any scenario)",
+            "value": round(max(rss) / 1024, 1) if rss else None,
+            "met": (max(rss) <= RSS_TARGET_KB) if rss and len(rss) == len(gossamer) else None,
+        },
+        {
+            "target": "Gossamer metrics on: every request counted in /metrics",
+            "value": f"{sum(r['status'] == 'ok' for r in gossamer)}/{len(gossamer)} scenarios",
+            "met": bool(gossamer) and all(row["status"] == "ok" for row in gossamer),
+        },
+    ]
+
+
+def notes(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[str]:
+    by_name = {row["name"]: row for row in rows}
+    found = []
+    haproxy = by_name.get("haproxy-single/h1", {})
+    if haproxy.get("status") == "ok" and haproxy.get("limited_by") != "proxy core":
+        cpu = ratio.get("single_proxy_cpu_per_req_vs_haproxy")
+        found.append(
+            f"HAProxy (single, HTTP/1.1) kept its core only {haproxy['proxy_core_util']:.0%} "
+            "busy: the load side limited it, so rps ratios against it flatter Gossamer. "
+            + (
+                f"CPU per request is the fairer comparison: Gossamer uses {cpu:.2f}x. "
+                if cpu
+                else ""
+            )
+        )
+    for row in rows:
+        if row.get("latency_over_10ms"):
+            found.append(
+                f"{row['name']}: {row['latency_over_10ms']} requests took over 10 ms in the "
+                "fixed-rate run; the next request on that connection waited, so p99 may be "
+                "understated (coordinated omission)."
+            )
+    return found
+
+
+def build(
+    records: list[ScenarioRecord],
+    idle_rss: dict[str, int],
+    settings: RunSettings,
+    cpus: CpuPlan,
+    environment: dict[str, object],
+) -> dict[str, Any]:
+    rows = [summarize(record, idle_rss, cpus) for record in records]
+    ratio = ratios(rows, records)
+    return {
+        "scenarios": rows,
+        "ratios": ratio,
+        "targets": targets(rows, ratio),
+        "notes": notes(rows, ratio),
+        "settings": {
+            "mode": settings.name,
+            "rounds": settings.rounds,
+            "warmup_s": settings.warmup_s,
+            "throughput_s": settings.throughput_s,
+            "latency_s": settings.latency_s,
+            "h1_connections": settings.h1_connections,
+            "h2_connections": settings.h2_connections,
+            "h2_streams_per_connection": settings.h2_streams,
+            "latency_rate_rps": settings.latency_rate,
+            "cpu_load_and_origin": cpus.load,
+            "cpu_proxies": cpus.proxy,
+            "pinned": cpus.pinned,
+        },
+        **environment,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _mib(kb: int | None) -> str:
+    return "-" if kb is None else f"{kb / 1024:.1f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [
+        f"# Gossamer side-by-side benchmark ({s['mode']}, {s['rounds']} round(s))",
+        "",
+        f"{report['date']} · {report['cpu']}, {report['cores']} cores · commit "
+        f"{report['commit']} · load generators and origins on cpu{s['cpu_load_and_origin']}, "
+        f"proxies on cpu{s['cpu_proxies']} · throughput: wrk {s['h1_connections']} connections "
+        f"(HTTP/1.1), h2load {s['h2_connections']}x{s['h2_streams_per_connection']} streams "
+        f"(HTTP/2), {s['throughput_s']} s · latency: h2load at a fixed "
+        f"{s['latency_rate_rps']} req/s, {s['latency_s']} s",
+        "",
+        "| scenario | rps | vs HAProxy | p50 ms | p99 ms | proxy CPU µs/req | proxy core "
+        "| limited by | RSS idle MiB | RSS load MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",
+    ]
+    for row in report["scenarios"]:
+        if row["status"] != "ok":
+            lines.append(f"| {row['name']} | FAILED | | | | | | | | |")
+            continue
+        versus = row.get("rps_vs_haproxy")
+        util = row.get("proxy_core_util")
+        lines.append(
+            f"| {row['name']} | {row['rps']:,.0f} | {_fmt(versus, '.2f')} "
+            f"| {_fmt(row['p50_ms'], '.3f')} "
+            f"| {_fmt(row['p99_ms'], '.3f')} | {_fmt(row.get('cpu_us_per_req'), '.1f')} "
+            f"| {'-' if util is None else f'{util:.0%}'} | {row['limited_by']} "
+            f"| {_mib(row.get('rss_kb_idle'))} | {_mib(row.get('rss_kb_load'))} |"
+        )
+    lines += ["", "**Targets**", ""]
+    for target in report["targets"]:
+        mark = {True: "MET", False: "MISSED", None: "UNKNOWN"}[target["met"]]
+        lines.append(f"- [{mark}] {target['target']}: {target['value']}")
+    failed = [row for row in report["scenarios"] if row["status"] != "ok"]
+    if failed:
+        lines += ["", "**Failed scenarios**", ""]
+        lines += [f"- {row['name']}: {row['error']}" for row in failed]
+    if report["notes"]:
+        lines += ["", "**Notes**", ""]
+        lines += [f"- {note}" for note in report["notes"]]
+    lines += [
+        "",
+        "RSS is per proxy process (the largest of the path's proxies); CPU per request is "
+        "summed over the path's proxies. p50/p99 come from the fixed-rate run, rps from the "
+        "saturated run. See bench/README.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    for path, text in (
+        (json_path, json.dumps(report, indent=2) + "\n"),
+        (md_path, markdown(report)),
+    ):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return json_path, md_path
