@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -68,10 +69,14 @@ async def start_origin(handler: Handler) -> Origin:
         try:
             await handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
+            writer.transport.abort()
+        else:
+            # A handler that returns closes cleanly, after what it wrote has gone out.
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), TIMEOUT)
         finally:
             origin.tasks.discard(task)
-            writer.transport.abort()
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
     origin = Origin(server, server.sockets[0].getsockname()[1])
@@ -230,10 +235,20 @@ class Client:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, limit: int = 2**16) -> Client:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port, limit=limit), TIMEOUT
-        )
+    async def connect(cls, port: int, limit: int = 2**16, rcvbuf: int | None = None) -> Client:
+        """Connects; `rcvbuf` shrinks the kernel's receive buffer (set before connecting)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)), TIMEOUT
+            )
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
         return cls(reader, writer)
 
     def send(self, data: bytes) -> None:

@@ -112,6 +112,9 @@ class Exchange:
     def _attach(self, conn: UpstreamConnection) -> None:
         self.upstream = conn
         conn.exchange = self
+        if self.server.write_paused and conn.transport is not None:
+            # The client has not taken the previous response yet: read none of this one.
+            conn.transport.pause_reading()
         conn.writelines(self._pending)
         self._pending = []
         if self._pending_bytes > self.server.high_water:
@@ -256,6 +259,10 @@ class Exchange:
         if conn is not None:
             conn.exchange = None
             if self.upstream_keep_alive and not self.close_delimited and not self.upgrade:
+                if self.server.write_paused and conn.transport is not None:
+                    # The response's last read filled the client's buffer and paused this
+                    # upstream; idle in the pool it must read again (and see its close).
+                    conn.transport.resume_reading()
                 Http1Pool.of(self.server.runtime).checkin(conn)
             else:
                 conn.close()

@@ -61,6 +61,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.tunnelled = False
         self.draining = False
         self.closed = False
+        self.write_paused = False
 
     # -- asyncio -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,10 +116,14 @@ class Http1ServerProtocol(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
+        # Remembered, not just passed on: an exchange that starts (or returns its upstream
+        # to the pool) while the client lags must pause (or resume) its upstream itself.
+        self.write_paused = True
         if self.active is not None:
             self.active.pause_response()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.active is not None:
             self.active.resume_response()
 
