@@ -16,16 +16,36 @@ import errno as errno_names
 from collections import deque
 from typing import TYPE_CHECKING
 
+from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import _error_code_from_int
 from h2.events import ConnectionTerminated, Event
+from h2.exceptions import FrameTooLargeError
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from gossamer.proxy.metrics import TcpStats
 
 if TYPE_CHECKING:
     from gossamer.proxy.http2.flow import Flow
+
+
+class EagerFrameBuffer(FrameBuffer):
+    """h2's frame buffer, except that an oversized frame is refused from its header.
+
+    h2 checks a frame's length only once the whole frame has arrived, so a peer could make
+    it buffer up to 16 MiB per connection by announcing a huge frame; here the announced
+    length is checked as soon as the 9-byte header is in (FRAME_SIZE_ERROR).
+    """
+
+    def __next__(self) -> Frame:
+        data = self._data
+        if len(data) >= 9:
+            length = (data[0] << 16) | (data[1] << 8) | data[2]
+            if length > self.max_frame_size:
+                raise FrameTooLargeError(f"frame of {length} bytes over {self.max_frame_size}")
+        return super().__next__()
 
 
 class GracefulH2Connection(H2Connection):
@@ -37,6 +57,10 @@ class GracefulH2Connection(H2Connection):
     `send_goaway` only queues the frame, and the proxy itself stops opening (or accepting)
     streams beyond the announced id.
     """
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config)
+        self.incoming_buffer = EagerFrameBuffer(server=not config.client_side)
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list[Event]]:
         event = ConnectionTerminated()

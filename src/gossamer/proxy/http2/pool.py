@@ -130,12 +130,17 @@ class TargetPool:
             self._drain_pending()
         self._maybe_forget()
 
-    def on_lost(self, conn: UpstreamConnection) -> None:
+    def on_lost(self, conn: UpstreamConnection, error: ProxyError | None) -> None:
         if conn in self.conns:
             self.conns.remove(conn)
         if conn is self._connecting:
             self._connecting = None
-            self._fail_pending(UpstreamClosed(f"{self.target_addr} closed before HTTP/2 SETTINGS"))
+            if self._settings_timer is not None:
+                self._settings_timer.cancel()
+                self._settings_timer = None
+            self._fail_pending(
+                error or UpstreamClosed(f"{self.target_addr} closed before HTTP/2 SETTINGS")
+            )
         self._maybe_forget()
 
     def close(self) -> None:
@@ -171,28 +176,32 @@ class TargetPool:
     async def _connect(self) -> None:
         runtime = self.runtime
         tcp = runtime.metrics.tcp(self.direction, "dst", self.target, self.tls)
+
+        def new_connection() -> UpstreamConnection:
+            # Known as connecting from the start: on some loops its SETTINGS, or its
+            # loss, arrive before this coroutine resumes.
+            conn = self._connecting = UpstreamConnection(self, tcp)
+            return conn
+
         try:
-            _, conn = await runtime.connect(
-                self.target, lambda: UpstreamConnection(self, tcp), direction=self.direction
-            )
+            _, conn = await runtime.connect(self.target, new_connection, direction=self.direction)
         except ProxyError as error:
+            self._connecting = None
             self._fail_pending(error)
             return
         except Exception as error:  # a bug, not a network failure: still answer the clients
             log.exception("h2 upstream connect failed")
+            self._connecting = None
             self._fail_pending(ProxyError(f"connect to {self.target_addr} failed: {error}"))
             return
         finally:
             self._connect_task = None
-        if conn.transport is None:
-            return  # already lost (on_lost ran)
-        if conn.ready:
-            # Its SETTINGS beat this coroutine's wake-up; on_ready could not start the next
-            # connection while this task still counted as connecting.
-            if self.pending:
+        if conn is not self._connecting:
+            # Already ready (on_ready ran) or already lost (on_lost ran). on_ready could
+            # not start the next connection while this task still counted as connecting.
+            if conn.ready and self.pending and not self._draining_pending:
                 self._drain_pending()
             return
-        self._connecting = conn
         self._settings_timer = asyncio.get_running_loop().call_later(
             self.limits.upstream_settings_timeout, self._settings_timed_out, conn
         )

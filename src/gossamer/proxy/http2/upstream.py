@@ -36,7 +36,7 @@ from h2.events import (
 from h2.exceptions import NoAvailableStreamIDError, ProtocolError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 
-from gossamer.proxy.errors import UpstreamClosed, UpstreamProtocolError
+from gossamer.proxy.errors import ProxyError, UpstreamClosed, UpstreamProtocolError
 from gossamer.proxy.http2.endpoint import GracefulH2Connection, H2Endpoint, errno_label
 from gossamer.proxy.metrics import TcpStats
 
@@ -70,6 +70,8 @@ class UpstreamConnection(H2Endpoint):
         self.idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._window_opened = False
+        # Why the proxy closed it, for streams still waiting on it.
+        self.error: ProxyError | None = None
         limits = pool.limits
         self.h2 = GracefulH2Connection(_CONFIG)
         self.h2.local_settings = Settings(
@@ -137,7 +139,7 @@ class UpstreamConnection(H2Endpoint):
             self._idle_timer = None
         self.blocked.clear()
         streams, self.streams = self.streams, {}
-        self.pool.on_lost(self)
+        self.pool.on_lost(self, self.error)
         error = UpstreamClosed()
         for stream in streams.values():
             stream.on_upstream_lost(error)
@@ -209,6 +211,7 @@ class UpstreamConnection(H2Endpoint):
             self.pool.on_unusable(self)
 
     def _close_with(self, error: UpstreamProtocolError) -> None:
+        self.error = error
         streams, self.streams = self.streams, {}
         self._retire()
         for stream in streams.values():
