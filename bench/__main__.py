@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {int(cpus.load)})
     signal.signal(signal.SIGTERM, _on_sigterm)
     cleanup_leftovers(prefix=SANDBOX_PREFIX)
+    machine = environment.describe()  # before the testbed adds its own load
     started = time.monotonic()
     work_dir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
     _say(
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             live.start()
             _say(f"bench: testbed up in {time.monotonic() - started:.1f} s")
             records, idle_rss = _measure(live, scenarios, settings, work_dir)
-        result = report.build(records, idle_rss, settings, cpus, environment.describe())
+        result = report.build(records, idle_rss, settings, cpus, machine)
         json_path, md_path = report.write(result, args.out)
         _say("\n" + report.markdown(result))
         failed = [r for r in records if r.error]
@@ -143,4 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # The sandbox's cleanup ran on the way out: its processes and namespaces are gone.
+        print("\nbench: interrupted; testbed stopped and removed", file=sys.stderr)
+        sys.exit(130)

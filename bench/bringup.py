@@ -158,7 +158,7 @@ class LiveTestbed:
         )
         body, _, trailer = done.stdout.rpartition("\n")
         want_version = "2" if scenario.protocol == H2 else "1.1"
-        if done.returncode != 0 or trailer != f"200 {want_version}" or body + "\n" != ORIGIN_BODY:
+        if done.returncode != 0 or trailer != f"200 {want_version}" or body != ORIGIN_BODY:
             raise BringupError(
                 f"{scenario.name}: GET {url} from pod {pod.name} gave "
                 f"{trailer or 'nothing'!r} body {body!r} {done.stderr.strip()}"

@@ -48,6 +48,8 @@ def describe() -> dict[str, object]:
         "cores": os.cpu_count(),
         "kernel": platform.release(),
         "commit": _commit(),
+        # Other work on the machine skews every figure; a high load average says so.
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "versions": {
             "python": sys.version.split()[0],
             "gossamer": gossamer_version,
