@@ -297,3 +297,36 @@ async def test_request_without_host_gets_the_targets_authority() -> None:
         assert (await client.response()).status == 200
         assert seen[0].header(b"host") == b"absolute.example"
         await client.close()
+
+
+async def test_half_closed_client_gets_its_responses_then_the_close() -> None:
+    async with origin(simple_origin(lambda r: response(200, r.target))) as up, proxy(up.addr) as px:
+        client = await Client.connect(px.port)
+        client.send(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        client.writer.write_eof()
+        assert (await client.response()).body == b"/a"
+        assert (await client.response()).body == b"/b"
+        assert await client.at_eof()
+        await client.close()
+        assert up.accepts == 1
+        await get_ok(px.port)
+
+
+async def test_request_cut_short_by_eof_closes_the_connection() -> None:
+    seen: list[Request] = []
+    async with origin(simple_origin(seen=seen)) as up, proxy(up.addr) as px:
+        for partial in (
+            b"GET /a HTTP/1.1\r\nHost:",  # in the head
+            b"POST /a HTTP/1.1\r\nHost: a\r\ncontent-length: 10\r\n\r\nabc",  # in the body
+        ):
+            client = await Client.connect(px.port)
+            client.send(partial)
+            client.writer.write_eof()
+            assert await client.at_eof()
+            await client.close()
+        for _ in range(100):
+            if not px.runtime.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not px.runtime.connections
+        await get_ok(px.port)

@@ -70,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         # Responses pass through byte for byte (one write per read, trailers and chunk
         # framing preserved); the parser only finds where each response ends.
         exchange.server.write(data)
+        exchange.forwarded = True
         if self._reset_parser:
             # The body-less response (to HEAD) never completed in the old parser, so no
             # completion is left to skip either.

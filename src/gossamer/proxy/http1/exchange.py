@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossamer.proxy.http1")
 
 _LAST_CHUNK = b"0\r\n\r\n"
+_IDEMPOTENT = (b"GET ", b"HEAD ", b"OPTIONS ", b"TRACE ", b"PUT ", b"DELETE ")
 
 
 class Exchange:
@@ -40,6 +41,7 @@ class Exchange:
         "_pending_bytes",
         "client_keep_alive",
         "close_delimited",
+        "forwarded",
         "head",
         "http11",
         "is_head",
@@ -83,6 +85,9 @@ class Exchange:
         self._pending_bytes = len(head)
         self.request_done = False
         self.response_started = False
+        # Some bytes of the response reached the client (they pass through unparsed), so
+        # it can no longer be answered with an error response or retried.
+        self.forwarded = False
         self.response_done = False
         self.upstream_keep_alive = False
         self.close_delimited = False
@@ -122,6 +127,7 @@ class Exchange:
         self._pending_bytes = 0
 
     def send_body(self, body: bytes) -> None:
+        self.head = None  # a request with a body is not replayable
         data = b"%x\r\n%b\r\n" % (len(body), body) if self.request_chunked else body
         if self.upstream is not None:
             self.upstream.write(data)
@@ -197,7 +203,7 @@ class Exchange:
         if self.response_done:
             return
         self.response_done = True
-        if self.response_started:
+        if self.response_started or self.forwarded:
             log.info("%s %s: upstream failed mid-response: %s", server.ctx.direction,
                      server.ctx.target_addr, error.detail)  # fmt: skip
             server.abort()
@@ -223,13 +229,15 @@ class Exchange:
         self.upstream = None
         if (
             conn.reused
-            and not self.response_started
+            and not self.forwarded
             and self.request_done
             and not self.request_chunked
             and self.head is not None
+            and self.head.startswith(_IDEMPOTENT)
         ):
-            # A pooled connection the server had just closed: the request never reached
-            # it, so sending it again on a fresh connection is safe.
+            # A pooled connection the server had just closed: the request most likely never
+            # reached it. Only idempotent requests without a body are sent again (RFC 9110
+            # 9.2.2: a proxy must not retry others; a body is not kept to be replayed).
             self._pending = [self.head]
             self._pending_bytes = len(self.head)
             self.begin(Http1Pool.of(self.server.runtime))

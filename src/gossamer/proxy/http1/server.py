@@ -62,6 +62,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.draining = False
         self.closed = False
         self.write_paused = False
+        self.client_eof = False
 
     # -- asyncio -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,8 +102,12 @@ class Http1ServerProtocol(asyncio.Protocol):
             self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
 
     def eof_received(self) -> bool:
-        # A half-closed client may still be waiting for its response.
-        return not (self.active is None and not self._queue)
+        self.client_eof = True
+        # A half-closed client may still be waiting for its responses (and the connection
+        # closes once they are written); a request cut short can never complete.
+        return not (
+            (self.active is None and not self._queue) or self._reading is not None or self._in_head
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.tunnelled:
@@ -227,7 +232,12 @@ class Http1ServerProtocol(asyncio.Protocol):
         if exchange is not self.active:
             return
         self.active = None
-        if not exchange.client_keep_alive or self.draining or exchange.upgrade:
+        if (
+            not exchange.client_keep_alive
+            or self.draining
+            or exchange.upgrade
+            or (self.client_eof and not self._queue)
+        ):
             self._close()
             return
         if self._queue:
