@@ -72,7 +72,7 @@ class Exchange:
         start: float,
     ) -> None:
         self.server = server
-        self.head = head
+        self.head: bytes | None = head
         self.is_head = is_head
         self.request_chunked = request_chunked
         self.client_keep_alive = keep_alive
