@@ -97,6 +97,7 @@ class H2Peer:
         auto_ack: bool = True,
         settings: dict[SettingCodes, int] | None = None,
         validate_outbound: bool = True,
+        connection_window: int | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -115,6 +116,10 @@ class H2Peer:
         self.goaway: ConnectionTerminated | None = None
         self.closed = False
         self.sent: dict[int, int] = {}
+        self.connection_window = connection_window
+        # Cleared, the peer stops reading its socket (TCP backpressure toward the proxy).
+        self.reading = asyncio.Event()
+        self.reading.set()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -122,6 +127,9 @@ class H2Peer:
     def start(self, preface: bool = True) -> None:
         if preface:
             self.conn.initiate_connection()
+            if self.connection_window:
+                extra = self.connection_window - self.conn.inbound_flow_control_window
+                self.conn.increment_flow_control_window(extra)
             self.flush()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -139,6 +147,7 @@ class H2Peer:
     async def _read_loop(self) -> None:
         try:
             while True:
+                await self.reading.wait()
                 data = await self.reader.read(65536)
                 if not data:
                     break

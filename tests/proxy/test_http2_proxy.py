@@ -12,6 +12,7 @@ import os
 
 import pytest
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 
 from gossamer.proxy.http2 import upstream_pool
 from tests.proxy.h2_peer import H2Peer, H2Upstream, PeerStream, ProxyUnderTest, connect_peer, header
@@ -201,6 +202,46 @@ async def test_large_response_body_is_backpressured_by_a_slow_client() -> None:
         assert not done.is_set()
         data = await stream.read_body(chunk=128 * 1024, delay=0.001, timeout=60)
         assert len(data) == LARGE
+        assert hashlib.sha256(data).digest() == hashlib.sha256(body).digest()
+        await client.close()
+    await upstream.close()
+
+
+async def test_client_that_stops_reading_pauses_the_proxy() -> None:
+    """With windows wide open, only the socket can push back: the proxy's write buffer
+    toward the client stays near the high-water mark and the upstream is held."""
+    body = os.urandom(32 * 1024 * 1024)
+    sent: dict[str, int] = {}
+
+    async def flood(peer: H2Peer, stream: PeerStream) -> None:
+        peer.respond(stream.sid, 200)
+        task = asyncio.ensure_future(peer.send_data(stream.sid, body, timeout=60))
+        while not task.done():
+            sent["bytes"] = peer.sent.get(stream.sid, 0)
+            await asyncio.sleep(0.01)
+        await task
+
+    upstream = await H2Upstream(flood).start()
+    async with ProxyUnderTest(upstream.target) as proxy:
+        wide = 2**31 - 1
+        client = await connect_peer(
+            proxy.port, settings={SettingCodes.INITIAL_WINDOW_SIZE: wide}, connection_window=wide
+        )
+        stream = client.request("/flood")
+        await stream.response()
+        client.reading.clear()
+        await asyncio.sleep(1.0)
+        protocol = proxy.protocols[0]
+        assert protocol.write_paused
+        assert protocol.transport is not None
+        high = proxy.runtime.config.buffers.high
+        assert protocol.transport.get_write_buffer_size() <= high + 128 * 1024
+        stalled_at = sent["bytes"]
+        assert stalled_at < len(body)
+        await asyncio.sleep(0.3)
+        assert sent["bytes"] == stalled_at  # held, not buffered in the proxy
+        client.reading.set()
+        data = await stream.read_body(timeout=60)
         assert hashlib.sha256(data).digest() == hashlib.sha256(body).digest()
         await client.close()
     await upstream.close()

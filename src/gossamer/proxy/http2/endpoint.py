@@ -120,9 +120,10 @@ class H2Endpoint(asyncio.Protocol):
     def flush(self) -> None:
         self._flush_pending = False
         data = self.h2.data_to_send()
-        if data and self.transport is not None:
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
             self.tcp.write_bytes += len(data)
-            self.transport.write(data)
+            transport.write(data)
 
     def unblock(self) -> None:
         """The send window or the socket opened: let waiting flows send what they can."""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 
 from gossamer.proxy.errors import ERROR_HEADER, ConnectTimeout, ProxyError, ResponseTimeout
 
@@ -25,6 +26,11 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+# Kept out of the HPACK dynamic table, as h2's outbound normalization would (which the
+# proxy turns off: it has validated everything it forwards already). An upstream
+# connection's compression context is shared by many clients, so a secret in it could be
+# probed through compressed sizes.
+_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 
 # RFC 9113 §8.2.1: names are lowercase visible ASCII without ':' (pseudo-headers aside);
 # values hold no NUL/CR/LF and do not start or end with whitespace.
@@ -101,6 +107,8 @@ def sanitize_request(headers: Sequence[Header]) -> RequestHead:
             content_type = value
         elif name == b"host":
             host = value
+        elif name in _NEVER_INDEXED or (name == b"cookie" and len(value) < 20):
+            header = NeverIndexedHeaderTuple(name, value)
         out.append(header)
     if method is None:
         raise MalformedHeaders("missing :method")
@@ -139,6 +147,8 @@ def sanitize_response(headers: Sequence[Header]) -> ResponseHead:
             raise MalformedHeaders(f"invalid header field {name!r}")
         if name == b"grpc-status":
             grpc_status = _grpc_status(value)
+        elif name in _NEVER_INDEXED:
+            header = NeverIndexedHeaderTuple(name, value)
         out.append(header)
     if status == -1:
         raise MalformedHeaders("missing :status")
@@ -163,6 +173,8 @@ def sanitize_trailers(headers: Sequence[Header]) -> tuple[list[Header], int | No
             raise MalformedHeaders(f"invalid trailer field {name!r}")
         if name == b"grpc-status":
             grpc_status = _grpc_status(value)
+        elif name in _NEVER_INDEXED:
+            header = NeverIndexedHeaderTuple(name, value)
         out.append(header)
     if hop:
         out = _drop_nominated(headers, out)

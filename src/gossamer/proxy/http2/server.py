@@ -54,6 +54,8 @@ _CONFIG = H2Configuration(
     # Malformed requests are stream errors (headers.py), not connection errors as in h2.
     validate_inbound_headers=False,
     validate_outbound_headers=False,
+    # Names are already lowercase and secrets marked never-indexed (headers.py).
+    normalize_outbound_headers=False,
 )
 
 
@@ -93,7 +95,6 @@ class Http2ServerProtocol(H2Endpoint):
         buffers = self.runtime.config.buffers
         transport.set_write_buffer_limits(buffers.high, buffers.low)
         self.tcp.on_open()
-        self.runtime.track(self)
         h2 = self.h2
         h2.initiate_connection()
         h2.lift_inbound_stream_limit()  # enforced in _on_request, as a stream error
@@ -101,6 +102,9 @@ class Http2ServerProtocol(H2Endpoint):
         if extra > 0:
             h2.increment_flow_control_window(extra)
         self.flush()
+        # After our SETTINGS are out: a runtime already draining calls drain() right away,
+        # and its GOAWAY must not precede the server preface.
+        self.runtime.track(self)
 
     def data_received(self, data: bytes) -> None:
         self.tcp.read_bytes += len(data)

@@ -54,6 +54,8 @@ _CONFIG = H2Configuration(
     # Everything sent was validated on the way in; h2 validating again mid-encode could
     # also leave the shared HPACK context out of step with the upstream.
     validate_outbound_headers=False,
+    # Names are already lowercase and secrets marked never-indexed (headers.py).
+    normalize_outbound_headers=False,
 )
 
 
