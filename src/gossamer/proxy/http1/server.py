@@ -28,6 +28,12 @@ from gossamer.proxy.tcp import reset
 log = logging.getLogger("gossamer.proxy.http1")
 
 
+# After an error response, how long and how much the proxy keeps reading (and dropping)
+# what the client still sends before it closes; see `_Linger`.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
+
+
 class _HeadTooLarge(Exception):
     pass
 
@@ -54,6 +60,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._head_read = 0
         self._in_head = False
         self._timer: asyncio.TimerHandle | None = None
         self._paused: set[str] = set()
@@ -81,6 +88,13 @@ class Http1ServerProtocol(asyncio.Protocol):
             if sum(map(len, self._tunnel_bytes)) > self.high_water:
                 self.pause_reading_for("tunnel")
             return
+        if self._in_head:
+            # httptools holds an unfinished header line whole before any callback sees it,
+            # so the limit is kept on the raw bytes of a head that spans reads as well.
+            self._head_read += len(data)
+            if self._head_read > self._max_head:
+                self._reject(431, "request header block exceeds the proxy's limit")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -99,6 +113,7 @@ class Http1ServerProtocol(asyncio.Protocol):
             self._reject(400, f"malformed HTTP/1 request: {error}")
             return
         if self._in_head and self._timer is None:
+            self._head_read = 0  # counted from the next read on: this one may hold more
             self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
 
     def eof_received(self) -> bool:
@@ -285,7 +300,14 @@ class Http1ServerProtocol(asyncio.Protocol):
                 self.active.upstream.exchange = None
                 self.active.upstream.close()
             self.write(simple_response_h1(status, message))
-        self._close()
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self._close()
+            return
+        transport.write_eof()
+        linger = _Linger(self, transport)
+        transport.set_protocol(linger)
+        transport.resume_reading()
 
     def _header_timed_out(self) -> None:
         self._timer = None
@@ -313,3 +335,31 @@ class Http1ServerProtocol(asyncio.Protocol):
             self._timer = None
         self.src_stats.on_close("" if exc is None else type(exc).__name__)
         self.runtime.untrack(self)
+
+
+class _Linger(asyncio.Protocol):
+    """Closes a rejected client's connection without destroying the error response.
+
+    The client may still be sending (the rest of an oversized head, a body): closing with
+    unread input makes the kernel send a reset, and a reset can discard the response before
+    the client reads it. So the proxy half-closes after the response, reads and drops what
+    still comes for a bounded time and amount, and closes at the client's EOF.
+    """
+
+    def __init__(self, server: Http1ServerProtocol, transport: asyncio.Transport) -> None:
+        self._server = server
+        self._transport = transport
+        self._left = LINGER_BYTES
+        self._timer = server.loop.call_later(LINGER_SECONDS, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self._left -= len(data)
+        if self._left < 0:
+            self._transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+        self._server.connection_lost(exc)
