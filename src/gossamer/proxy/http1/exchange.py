@@ -184,6 +184,8 @@ class Exchange:
         self.response_done = True
         pipe = Pipe(server.src_stats, conn.stats)
         pipe.on_close.append(server.tunnel_closed)
+        # The upstream's own connection_lost no longer runs once the pipe owns it.
+        pipe.on_close.append(conn.stats.on_close)
         server.tunnelled = True
         pipe.attach(
             server.transport,
