@@ -247,6 +247,32 @@ async def test_client_that_stops_reading_pauses_the_proxy() -> None:
     await upstream.close()
 
 
+async def test_stalled_streams_do_not_block_the_shared_upstream_connection() -> None:
+    """One client stops consuming 30 streams; another client's big download on the same
+    upstream connection still completes (no head-of-line blocking across clients)."""
+    body = os.urandom(2 * 1024 * 1024)
+
+    async def download(peer: H2Peer, stream: PeerStream) -> None:
+        peer.respond(stream.sid, 200)
+        await peer.send_data(stream.sid, body, timeout=60)
+
+    upstream = await H2Upstream(download).start()
+    async with ProxyUnderTest(upstream.target) as proxy:
+        stalled = await connect_peer(proxy.port, auto_ack=False, connection_window=2**31 - 1)
+        stuck = [stalled.request(f"/stuck/{i}") for i in range(30)]
+        for stream in stuck:
+            await stream.wait_for(lambda s=stream: s.received >= 65_535, 10)
+        await asyncio.sleep(0.2)  # let the proxy fill each stuck stream's window too
+        other = await connect_peer(proxy.port)
+        stream = other.request("/other")
+        data = await stream.read_body(timeout=30)
+        assert hashlib.sha256(data).digest() == hashlib.sha256(body).digest()
+        assert len(upstream.peers) == 1
+        await stalled.close()
+        await other.close()
+    await upstream.close()
+
+
 async def test_bodies_both_ways_at_once() -> None:
     async def streaming_echo(peer: H2Peer, stream: PeerStream) -> None:
         peer.respond(stream.sid, 200)

@@ -2,7 +2,8 @@
 
 `ProxyConfig` does not carry these yet; `http2_limits()` reads `config.http2` when it exists
 and falls back to the defaults below, which follow linkerd2-proxy (64 KiB stream windows,
-1 MiB connection windows, 100 concurrent streams per client connection).
+1 MiB client connection windows, 100 concurrent streams per client connection). Upstream
+connections get one stream window per stream slot instead, because they are shared.
 """
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ class Http2Limits:
     # acknowledges data only once it has forwarded it, so this is also the most it
     # buffers per stream and direction.
     initial_stream_window: int = 65_535
-    # The connection-level receive window: the most buffered across one connection.
+    # The connection-level receive window toward clients: the most one client connection
+    # can make the proxy hold, over all its streams.
     initial_connection_window: int = 1024 * 1024
+    # Streams per upstream connection (fewer if the upstream says so); more connections
+    # are opened beyond it. The upstream connection window is this many stream windows,
+    # so streams of clients that read slowly (each holding up to a stream window) can
+    # never exhaust the window the shared connection's other streams need.
+    max_streams_per_upstream: int = 100
     # Requests waiting for an upstream connection to one target (while it connects).
     max_pending_per_target: int = 1024
     # How long an upstream connection may take to send its SETTINGS after connecting.
     upstream_settings_timeout: float = 5.0
+
+    @property
+    def upstream_connection_window(self) -> int:
+        window = self.initial_stream_window * self.max_streams_per_upstream
+        return min(max(window, self.initial_connection_window), 2**31 - 1)
 
 
 DEFAULT_LIMITS = Http2Limits()

@@ -145,7 +145,7 @@ class Http2ServerProtocol(H2Endpoint):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:

@@ -85,7 +85,8 @@ class UpstreamConnection(H2Endpoint):
             },
         )
         self.h2.decoder.max_header_list_size = limits.max_header_list_size
-        self._conn_window = limits.initial_connection_window
+        self._conn_window = limits.upstream_connection_window
+        self._stream_cap = limits.max_streams_per_upstream
 
     @property
     def capacity(self) -> int:
@@ -260,7 +261,7 @@ class UpstreamConnection(H2Endpoint):
 
     def _on_settings(self, event: RemoteSettingsChanged) -> None:
         self._window_opened = True
-        self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, 2**31)
+        self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, self._stream_cap)
         if not self.ready:
             self.ready = True
             self.pool.on_ready(self)
