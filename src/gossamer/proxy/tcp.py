@@ -145,10 +145,16 @@ class _Connecting(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.buffered = b""
+        self.eof = False
         self.lost = False
 
     def data_received(self, data: bytes) -> None:
         self.buffered += data
+
+    def eof_received(self) -> bool:
+        # A half-close that comes before the pipe does is still a half-close, not a close.
+        self.eof = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -221,6 +227,8 @@ class TcpForwardProtocol(asyncio.Protocol):
         )
         if self._client_eof:
             pipe.a.eof_received()
+        if placeholder.eof:
+            pipe.b.eof_received()
         if placeholder.lost:
             pipe.side_lost(pipe.b, None)
 
