@@ -50,6 +50,7 @@ class AdminProtocol(asyncio.Protocol):
         self._body = b""
         self._loopback = False
         self._keep_alive = True
+        self._head_only = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
@@ -64,6 +65,11 @@ class AdminProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Answered already (the request completed before the upgrade); the admin
+            # server speaks nothing else, so the connection ends here.
+            if self._transport is not None:
+                self._transport.close()
         except httptools.HttpParserError:
             self._respond(400, b"malformed request\n", close=True)
 
@@ -84,6 +90,7 @@ class AdminProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()
         method = self._parser.get_method()
+        self._head_only = method == b"HEAD"
         path = self._url.split(b"?", 1)[0]
         state = self._state
         if path == b"/metrics" and method in (b"GET", b"HEAD"):
@@ -140,7 +147,7 @@ class AdminProtocol(asyncio.Protocol):
             len(body),
             b"connection: close\r\n" if close else b"",
         )
-        transport.writelines([head, body])
+        transport.writelines([head] if self._head_only else [head, body])
         if close:
             transport.close()
 
