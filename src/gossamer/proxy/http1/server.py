@@ -315,11 +315,15 @@ class Http1ServerProtocol(asyncio.Protocol):
             self._reject(408, "timed out reading the request header")
 
     def _authority_from(self, url: bytes) -> bytes:
+        """The authority of an absolute-form target (port included), else the target's."""
         if url.startswith((b"http://", b"https://")):
             try:
-                return httptools.parse_url(url).host or self.ctx.target_addr.encode()
+                parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
-                pass
+                parsed = None
+            if parsed is not None and parsed.host:
+                host = b"[%b]" % parsed.host if b":" in parsed.host else parsed.host
+                return host if parsed.port is None else b"%b:%d" % (host, parsed.port)
         return self.ctx.target_addr.encode()
 
     def _close(self) -> None:
