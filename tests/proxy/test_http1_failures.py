@@ -272,3 +272,39 @@ async def test_origin_keeps_working_after_every_failure_kind() -> None:
     """A sanity check of the origin helper itself, so the tests above fail for the proxy."""
     async with origin(simple_origin()) as up, proxy(up.addr) as px:
         await get_ok(px.port)
+
+
+async def test_early_response_before_the_request_body_is_read() -> None:
+    """An origin may answer (413) before reading a large body; the client gets the answer,
+    then the connection ends, since the rest of its body cannot be told from a request."""
+
+    async def refuses_big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader, body=False)
+        assert request is not None
+        writer.write(response(413, b"too big"))
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+
+    async with origin(refuses_big) as up, proxy(up.addr) as px:
+        for _ in range(5):
+            client = await Client.connect(px.port)
+            client.send(b"PUT /up HTTP/1.1\r\nHost: a\r\ncontent-length: 50000000\r\n\r\n")
+
+            sender = asyncio.ensure_future(send_zeros(client, 200 * 65536))
+            try:
+                result = await client.response()
+                assert result.status == 413
+                assert result.body == b"too big"
+                assert await client.at_eof()
+            finally:
+                sender.cancel()
+                await client.close()
+
+
+async def send_zeros(client: Client, size: int) -> None:
+    with contextlib.suppress(ConnectionError):
+        for _ in range(size // 65536):
+            client.send(bytes(65536))
+            await client.writer.drain()
