@@ -4,11 +4,16 @@ upstreams, drain and abort."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
 
+import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, Event
+from hpack import Encoder
 
 from gossamer.proxy.errors import ERROR_HEADER, ConnectTimeout
 from gossamer.proxy.http2 import Http2Limits, upstream_pool
@@ -374,4 +379,44 @@ async def test_client_goaway_lets_in_flight_finish_then_closes() -> None:
         assert header(await stream.response(), b":status") == b"200"
         await client.wait_for(lambda: client.closed, 5)
         await client.close()
+    await upstream.close()
+
+
+def random_frames(rng: random.Random, encoder: Encoder) -> bytes:
+    """A few frames, some well-formed and some not, on a handful of stream ids."""
+    out = b""
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.choice([0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, rng.randint(0, 255)])
+        sid = rng.choice([0, 1, 1, 3, 5, 2, rng.randint(0, 2**31 - 1)])
+        flags = rng.choice([0, 1, 4, 5, 8, 0x20, rng.randint(0, 255)])
+        if kind == 1 and rng.random() < 0.6:
+            payload = encoder.encode(
+                [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "f")]
+            )
+        else:
+            payload = rng.randbytes(rng.choice([0, 1, 4, 5, 6, 8, 9, rng.randint(0, 64)]))
+        length = len(payload) if rng.random() < 0.9 else rng.randint(0, 2**24 - 1)
+        out += length.to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big")
+        out += payload
+    return out
+
+
+async def test_random_frames_never_crash_the_proxy(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = await H2Upstream(ok).start()
+    rng = random.Random(20261126)
+    async with ProxyUnderTest(upstream.target) as proxy:
+        bystander = await connect_peer(proxy.port)
+        for _ in range(100):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            conn = H2Connection(H2Configuration(client_side=True))
+            conn.initiate_connection()
+            writer.write(conn.data_to_send() + random_frames(rng, Encoder()))
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(0.2):
+                    while await reader.read(65536):
+                        pass
+            writer.close()
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert header(await bystander.request("/").response(), b":status") == b"200"
+        await bystander.close()
     await upstream.close()
