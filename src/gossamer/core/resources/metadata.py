@@ -18,7 +18,6 @@ from gossamer.core.resources.formats import (
     StringCheck,
     check_dns1123_label,
     check_label_value,
-    check_non_empty,
     check_qualified_name,
     check_timestamp,
 )
@@ -88,7 +87,7 @@ def parse_object_meta(
         labels=reader.str_map("labels", check_qualified_name, check_label_value),
         annotations=reader.str_map("annotations", check_qualified_name),
         uid=reader.str_or("uid", ""),
-        resource_version=reader.str_or("resourceVersion", "", check_non_empty),
+        resource_version=reader.str_or("resourceVersion", ""),
         creation_timestamp=reader.str_or("creationTimestamp", "", check_timestamp),
     )
 
