@@ -28,6 +28,12 @@ from gossamer.demo.logs import fields
 
 log = logging.getLogger("gossamer.demo.http")
 
+# Lingering close after an error response: how long and how much to discard, and how many
+# refused connections may linger at once.
+LINGER_SECONDS = 0.5
+LINGER_MAX_BYTES = 256 * 1024
+MAX_SHEDDING = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -77,6 +83,7 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._draining = False
+        self._shedding = 0
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful when `port` is 0)."""
@@ -108,8 +115,15 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         if self._draining or len(self._connections) >= self.limits.max_connections:
-            # Over the bound (or closing): say so and hang up rather than queue.
-            writer.write(render_response_head(503, (), 0, keep_alive=False))
+            # Over the bound (or closing): say so and hang up rather than queue. Saying so
+            # costs a short linger, so the number of those is bounded too.
+            writer.write(_error_response(503, "too many connections", False))
+            if self._shedding < MAX_SHEDDING:
+                self._shedding += 1
+                try:
+                    await _close_after_error(reader, writer)
+                finally:
+                    self._shedding -= 1
             await _close(writer)
             return
         connection = _Connection(task, writer)
@@ -137,7 +151,7 @@ class HttpServer:
                 return
             except asyncio.LimitOverrunError:
                 writer.write(_error_response(431, "request head too large", False))
-                await writer.drain()
+                await _close_after_error(reader, writer)
                 return
             connection.busy = True
             try:
@@ -159,7 +173,7 @@ class HttpServer:
                 raise HttpProtocolError(413, "request body too large")
         except HttpProtocolError as error:
             writer.write(_error_response(error.status, error.reason, False))
-            await writer.drain()
+            await _close_after_error(reader, writer)
             log.info(
                 "refused a malformed request",
                 extra=fields(server=self.name, status=error.status, reason=error.reason),
@@ -205,6 +219,28 @@ def _error_response(status: int, reason: str, keep_alive: bool) -> bytes:
         status, (("Content-Type", "application/json"),), len(body), keep_alive
     )
     return head + body
+
+
+async def _close_after_error(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after an error response without losing the response.
+
+    Closing a socket with unread request bytes in the kernel sends a reset, which can destroy
+    the response before the client reads it. So: finish sending, half-close, and discard what
+    the client still sends for a moment (bounded in bytes and time), as nginx's lingering
+    close does.
+    """
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            discarded = 0
+            while discarded < LINGER_MAX_BYTES:
+                chunk = await reader.read(16 * 1024)
+                if not chunk:
+                    break
+                discarded += len(chunk)
+    await _close(writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

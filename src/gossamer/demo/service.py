@@ -32,9 +32,19 @@ async def serve_grpc_and_http(
 ) -> None:
     """Serve until SIGTERM; `http_routes(grpc_port)` builds the side door's routes."""
     stop = StopSignal.install()
-    grpc_server = grpc.aio.server(maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
+    grpc_server = grpc.aio.server(
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        # grpcio sets SO_REUSEPORT by default, so a second server on a taken port would quietly
+        # share it; a port collision must be an error instead.
+        options=[("grpc.so_reuseport", 0)],
+    )
     add_servicers(grpc_server)
-    grpc_port = grpc_server.add_insecure_port(str(HostPort(config.listen_host, config.grpc_port)))
+    grpc_addr = HostPort(config.listen_host, config.grpc_port)
+    try:
+        grpc_port = grpc_server.add_insecure_port(str(grpc_addr))
+    except RuntimeError:
+        # grpcio reports a failed bind as a bare RuntimeError; make it the OSError it is.
+        raise OSError(f"cannot listen for gRPC on {grpc_addr}: in use or unavailable") from None
     await grpc_server.start()
     http_server = HttpServer(name, http_routes(grpc_port))
     try:
