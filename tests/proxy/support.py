@@ -307,3 +307,17 @@ async def get_ok(port: int) -> None:
         assert result.status == 200, result
     finally:
         await client.close()
+
+
+async def settled(counter: list[int], quiet: float = 0.3) -> int:
+    """Waits until `counter[0]` has stopped growing for `quiet` seconds; returns its value.
+
+    A stall seen once can be a busy machine; one that lasts is backpressure.
+    """
+    value = counter[0]
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            await asyncio.sleep(quiet)
+            if counter[0] == value:
+                return value
+            value = counter[0]

@@ -32,6 +32,7 @@ from tests.proxy.support import (
     read_head,
     read_request,
     response,
+    settled,
 )
 
 HIGH = 64 * 1024
@@ -284,7 +285,7 @@ async def test_client_that_never_reads_stalls_only_itself() -> None:
             stuck = await Client.connect(px.port)
             stuck.send(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
             await asyncio.wait_for(stalled.wait(), TIMEOUT)
-            at_stall = sent[0]
+            at_stall = await settled(sent)
             # Others are served while one client holds a stalled response.
             for _ in range(3):
                 await get_ok(px.port)

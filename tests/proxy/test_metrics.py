@@ -221,17 +221,3 @@ def test_label_values_are_escaped() -> None:
     authority = 'evil"\\\nname'
     metrics.http("inbound", authority, ("127.0.0.1", 80), INBOUND_PLAINTEXT).requests += 1
     assert only(samples(metrics)["request_total"]).labels["authority"] == authority
-
-
-def test_extra_collectors_are_rendered() -> None:
-    from prometheus_client.core import GaugeMetricFamily
-
-    class Identity:
-        def collect(self):  # type: ignore[no-untyped-def]
-            gauge = GaugeMetricFamily("identity_cert_expiration_timestamp_seconds", "x")
-            gauge.add_metric([], 123.0)
-            yield gauge
-
-    metrics = ProxyMetrics()
-    metrics.register(Identity())  # type: ignore[arg-type]
-    assert samples(metrics)["identity_cert_expiration_timestamp_seconds"][0].value == 123.0

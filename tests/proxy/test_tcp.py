@@ -15,7 +15,7 @@ from gossamer.proxy.config import BufferLimits, ProxyConfig
 from gossamer.proxy.runtime import INBOUND, OUTBOUND, ProxyRuntime
 from gossamer.proxy.tcp import PipeEnd, TcpForwardProtocol
 from tests.proxy.harness import Served
-from tests.proxy.support import TIMEOUT, config, origin, proxy
+from tests.proxy.support import TIMEOUT, config, origin, proxy, settled
 from tests.proxy.test_http1_failures import full_backlog, unused_port
 
 MB = 1024 * 1024
@@ -265,7 +265,7 @@ async def test_a_client_that_never_reads_stalls_the_origin_with_bounded_buffers(
         reader, writer = await connect(px.port)
         writer.transport.pause_reading()
         await asyncio.wait_for(stalled.wait(), TIMEOUT)
-        at_stall = sent[0]
+        at_stall = await settled(sent)
         peak = 0
         for _ in range(20):
             await asyncio.sleep(0.01)
