@@ -234,15 +234,26 @@ class H2Peer:
     async def send_data(
         self, sid: int, data: bytes, *, end_stream: bool = True, timeout: float = WAIT
     ) -> None:
-        """Sends `data` as the windows allow, waiting (bounded) for WINDOW_UPDATEs."""
+        """Sends `data` as the windows allow, waiting (bounded) for WINDOW_UPDATEs.
+
+        Stops early, quietly, if the stream is reset: the caller checks `reset_code`.
+        """
         view = memoryview(data)
         pos = 0
         self.sent[sid] = 0
+        stream = self._stream(sid)
         async with asyncio.timeout(timeout):
             while pos < len(data):
+                if stream.reset_code is not None:
+                    return
                 window = self.conn.local_flow_control_window(sid)
                 if window <= 0:
-                    await self.wait_for(lambda: self.conn.local_flow_control_window(sid) > 0)
+                    await self.wait_for(
+                        lambda: (
+                            stream.reset_code is not None
+                            or self.conn.local_flow_control_window(sid) > 0
+                        )
+                    )
                     continue
                 size = min(window, self.conn.max_outbound_frame_size, len(data) - pos)
                 self.conn.send_data(sid, bytes(view[pos : pos + size]))
@@ -250,7 +261,7 @@ class H2Peer:
                 self.sent[sid] = pos
                 self.flush()
                 await self.writer.drain()
-        if end_stream:
+        if end_stream and stream.reset_code is None:
             self.conn.end_stream(sid)
             self.flush()
 
