@@ -2,9 +2,13 @@
 
 The hot path touches only plain integers on objects that a connection looks up once
 (`ProxyMetrics.http(...)`, `ProxyMetrics.tcp(...)`), so counting a request costs a few
-attribute updates. prometheus_client renders the exposition text through a custom
-collector: its own metric objects take a lock on every increment, which we do not need on
-a single-threaded event loop and cannot afford per request.
+attribute updates.
+
+The Prometheus text format is written here rather than by prometheus_client: its metric
+objects take a lock on every increment (needless on one event loop, costly per request), and
+importing it adds about 3.5 MB to a sidecar whose whole budget is a few tens of MB. The
+format is small and stable (exposition format 0.0.4); tests parse our output with
+prometheus_client's parser to hold us to it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from gossamer.proxy.exposition import Collector, MetricFamily, render
 
 # linkerd2-proxy's response_latency_ms buckets, in milliseconds.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
@@ -155,10 +157,8 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self._http: dict[Labels, HttpStats] = {}
         self._tcp: dict[Labels, TcpStats] = {}
-        self._extra: list[Collector] = []
         self.started = time.time()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
+        self._collectors: list[Collector] = [_Collector(self)]
 
     def http(
         self, direction: str, authority: str, target: tuple[str, int], tls: TlsLabels
@@ -183,10 +183,10 @@ class ProxyMetrics:
 
     def register(self, collector: Collector) -> None:
         """Adds another collector (identity, discovery, ...) to this proxy's `/metrics`."""
-        self.registry.register(collector)
+        self._collectors.append(collector)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render(self._collectors)
 
     def http_stats(self) -> Iterator[HttpStats]:
         return iter(list(self._http.values()))
@@ -195,57 +195,63 @@ class ProxyMetrics:
         return iter(list(self._tcp.values()))
 
 
-class _Collector(Collector):
+class _Collector:
     def __init__(self, metrics: ProxyMetrics) -> None:
         self._metrics = metrics
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[MetricFamily]:
         m = self._metrics
-        process_start = Metric(
+        process_start = MetricFamily(
             "process_start_time_seconds", "Time that the process started, in seconds", "gauge"
         )
-        process_start.add_sample("process_start_time_seconds", {}, m.started)
+        process_start.add("process_start_time_seconds", (), m.started)
         yield process_start
 
-        requests = Metric("request", "Total count of HTTP requests.", "counter")
-        responses = Metric("response", "Total count of HTTP responses.", "counter")
-        latency = Metric(
+        requests = MetricFamily("request_total", "Total count of HTTP requests.", "counter")
+        responses = MetricFamily("response_total", "Total count of HTTP responses.", "counter")
+        latency = MetricFamily(
             "response_latency_ms",
             "Elapsed times between a request's headers being received and its response "
             "stream completing",
             "histogram",
         )
         for stats in m.http_stats():
-            base = dict(stats.labels)
-            requests.add_sample("request_total", base, stats.requests)
+            base = stats.labels
+            requests.add("request_total", base, stats.requests)
             for key, rstats in list(stats.responses.items()):
                 status, grpc_status, classification, error = key
-                labels = {**base, "status_code": str(status), "classification": classification}
+                labels = (*base, ("status_code", str(status)), ("classification", classification))
                 if grpc_status is not None:
-                    labels["grpc_status"] = str(grpc_status)
+                    labels = (*labels, ("grpc_status", str(grpc_status)))
                 if error is not None:
-                    labels["error"] = error
-                responses.add_sample("response_total", labels, rstats.count)
-                hist = {**base, "status_code": str(status)}
+                    labels = (*labels, ("error", error))
+                responses.add("response_total", labels, rstats.count)
+                hist = (*base, ("status_code", str(status)))
                 for bound, count in rstats.latency.cumulative():
-                    latency.add_sample("response_latency_ms_bucket", {**hist, "le": bound}, count)
-                latency.add_sample("response_latency_ms_count", hist, rstats.latency.count)
-                latency.add_sample("response_latency_ms_sum", hist, rstats.latency.sum_ms)
+                    latency.add("response_latency_ms_bucket", (*hist, ("le", bound)), count)
+                latency.add("response_latency_ms_count", hist, rstats.latency.count)
+                latency.add("response_latency_ms_sum", hist, rstats.latency.sum_ms)
         yield requests
         yield responses
         yield latency
 
-        opened = Metric("tcp_open", "Total count of opened connections", "counter")
-        closed = Metric("tcp_close", "Total count of closed connections", "counter")
-        open_now = Metric("tcp_open_connections", "Number of currently-open connections", "gauge")
-        read = Metric("tcp_read_bytes", "Total count of bytes read from peers", "counter")
-        written = Metric("tcp_write_bytes", "Total count of bytes written to peers", "counter")
+        opened = MetricFamily("tcp_open_total", "Total count of opened connections", "counter")
+        closed = MetricFamily("tcp_close_total", "Total count of closed connections", "counter")
+        open_now = MetricFamily(
+            "tcp_open_connections", "Number of currently-open connections", "gauge"
+        )
+        read = MetricFamily(
+            "tcp_read_bytes_total", "Total count of bytes read from peers", "counter"
+        )
+        written = MetricFamily(
+            "tcp_write_bytes_total", "Total count of bytes written to peers", "counter"
+        )
         for tstats in m.tcp_stats():
-            base = dict(tstats.labels)
-            opened.add_sample("tcp_open_total", base, tstats.opened)
-            open_now.add_sample("tcp_open_connections", base, tstats.open)
-            read.add_sample("tcp_read_bytes_total", base, tstats.read_bytes)
-            written.add_sample("tcp_write_bytes_total", base, tstats.write_bytes)
+            base = tstats.labels
+            opened.add("tcp_open_total", base, tstats.opened)
+            open_now.add("tcp_open_connections", base, tstats.open)
+            read.add("tcp_read_bytes_total", base, tstats.read_bytes)
+            written.add("tcp_write_bytes_total", base, tstats.write_bytes)
             for errno, count in list(tstats.closes.items()):
-                closed.add_sample("tcp_close_total", {**base, "errno": errno}, count)
+                closed.add("tcp_close_total", (*base, ("errno", errno)), count)
         yield from (opened, closed, open_now, read, written)
