@@ -115,6 +115,11 @@ class Http2ServerProtocol(H2Endpoint):
             log.debug("client %s:%s broke HTTP/2: %s", *self.ctx.client, error)
             self._close_now()
             return
+        except Exception as error:  # anything else h2 or hpack let escape: still the input
+            log.warning("client %s:%s sent frames h2 failed on: %r", *self.ctx.client, error)
+            self.h2.send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._close_now()
+            return
         try:
             for event in events:
                 handler = _HANDLERS.get(type(event))

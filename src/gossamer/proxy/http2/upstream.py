@@ -99,8 +99,8 @@ class UpstreamConnection(H2Endpoint):
         # uvloop's transports are not asyncio.Transport subclasses: cast, do not check.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        high = self.pool.runtime.config.buffers
-        transport.set_write_buffer_limits(high.high, high.low)
+        buffers = self.pool.runtime.config.buffers
+        transport.set_write_buffer_limits(buffers.high, buffers.low)
         self.tcp.on_open()
         h2 = self.h2
         h2.initiate_connection()
@@ -113,7 +113,7 @@ class UpstreamConnection(H2Endpoint):
         self.tcp.read_bytes += len(data)
         try:
             events = self.h2.receive_data(data)
-        except ProtocolError as error:
+        except Exception as error:  # ProtocolError, or anything else h2 let escape
             log.info("upstream %s sent invalid HTTP/2: %s", self.pool.target_addr, error)
             self._close_with(UpstreamProtocolError(f"upstream sent invalid HTTP/2: {error}"))
             return
@@ -167,7 +167,8 @@ class UpstreamConnection(H2Endpoint):
         except TooManyStreamsError:
             self.max_streams = len(self.streams)
             return False
-        except NoAvailableStreamIDError:
+        except (NoAvailableStreamIDError, ProtocolError):
+            # Out of stream ids, or h2 no longer accepts streams here: never again.
             self._retire()
             return False
         # An idle timer left running is cheaper than cancelling it per request: it checks
