@@ -107,7 +107,7 @@ class LiveTestbed:
     def _start_proxy(self, spec: ProxySpec) -> PodProcess:
         pod = self.pods[spec.pod]
         if spec.kind == "gossamer":
-            argv = [PYTHON, "-m", "gossamer", "proxy"]
+            argv = [PYTHON, "-m", "gossamer.proxy"]
             process = self._spawn(pod, argv, "proxy", spec.name, uid=PROXY_UID, env=GOSSAMER_ENV)
             try:
                 pod.wait_for_http(

@@ -193,7 +193,7 @@ class Pod:
         """
         env = dict(env or {})
         host, port = self._admin_addr(env.get("GOSSAMER_PROXY_ADMIN_LISTEN_ADDR", ""))
-        proxy = self.spawn([PYTHON, "-m", "gossamer", "proxy"], uid=uid, env=env, name=name)
+        proxy = self.spawn([PYTHON, "-m", "gossamer.proxy"], uid=uid, env=env, name=name)
         try:
             self.wait_for_http(port, "/ready", host=host, timeout=ready_timeout, process=proxy)
         except SandboxError:
