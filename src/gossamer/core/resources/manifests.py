@@ -30,6 +30,7 @@ from gossamer.core.resources.registry import KindRegistry
 from gossamer.core.resources.resource import Resource
 
 MAX_ALIASES = 100
+MAX_DEPTH = 64
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 # Where each constructed list or mapping came from: id(container) -> key/index -> (line, col).
@@ -48,16 +49,28 @@ class _ManifestLoader(yaml.SafeLoader):
         super().__init__(text)
         self.positions: _Positions = {}
         self.alias_count = 0
+        self.depth = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # PyYAML composes and constructs recursively: bound the depth before Python's stack.
         if self.check_event(yaml.AliasEvent):
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
-                event = self.peek_event()
                 raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_ALIASES} aliases", event.start_mark
+                    None, None, f"more than {MAX_ALIASES} aliases", self.peek_event().start_mark
                 )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _mark(node: Node) -> tuple[int, int]:
@@ -136,16 +149,21 @@ def load_documents(
 
 def _documents(text: str, source: str) -> Iterator[tuple[int, int, object, _Positions]]:
     """(1-based document number, first line, data, positions) for each non-empty document."""
-    loader = _ManifestLoader(text)
+    loader = None
     try:
+        loader = _ManifestLoader(text)
         number = 0
         while loader.check_node():
             number += 1
             node = loader.get_node()
             if node is None or (isinstance(node, ScalarNode) and node.tag.endswith(":null")):
                 continue
-            data = loader.construct_document(node)
-            yield number, node.start_mark.line + 1, data, loader.positions
+            line = node.start_mark.line + 1
+            try:
+                data = loader.construct_document(node)
+            except ValueError as error:  # an explicit !!float that is no float, a huge int
+                raise ManifestError(source, f"invalid YAML: {error}", line=line) from None
+            yield number, line, data, loader.positions
             loader.positions = {}
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -157,9 +175,10 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, int, object, _Posi
             column=None if mark is None else mark.column + 1,
         ) from None
     except yaml.YAMLError as error:
-        raise ManifestError(source, f"invalid YAML: {error}") from None
+        raise ManifestError(source, "invalid YAML: " + " ".join(str(error).split())) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _locate(data: object, path: FieldPath, positions: _Positions) -> tuple[int, int] | None:
@@ -178,10 +197,24 @@ def _locate(data: object, path: FieldPath, positions: _Positions) -> tuple[int, 
     return found
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """SafeDumper that writes NEL (U+0085) escaped: PyYAML emits it raw in a single-quoted
+    scalar, where its own loader reads it back as a line break."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if "\x85" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
 def dump_documents(resources: Iterable[Resource]) -> str:
     """Canonical YAML of resources, separated by `---`, that `load_documents` reads back."""
-    return yaml.safe_dump_all(
+    return yaml.dump_all(
         [resource.to_dict() for resource in resources],
+        Dumper=_ManifestDumper,
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,
