@@ -95,12 +95,16 @@ class DemoProcess:
         """SIGTERM and wait; returns the exit code (fails the test if it does not exit)."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit; returns the exit code (fails the test if it does not)."""
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
-                f"{self.component} still running {timeout}s after SIGTERM:\n{self.log()}"
+                f"{self.component} still running after {timeout}s:\n{self.log()}"
             ) from None
 
     def kill(self) -> None:

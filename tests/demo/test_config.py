@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pytest
 
 from gossamer.demo import config
@@ -60,7 +62,9 @@ def test_values_are_parsed() -> None:
         (config.vote_bot_config, "DEMO_BOT_SEED", "x", "not an integer"),
     ],
 )
-def test_bad_values_name_the_variable(load, name: str, value: str, why: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_values_name_the_variable(
+    load: Callable[[Mapping[str, str]], object], name: str, value: str, why: str
+) -> None:
     with pytest.raises(DemoConfigError) as caught:
         load({name: value})
     assert str(caught.value).startswith(f"{name}={value!r}: ")

@@ -13,7 +13,8 @@ from gossamer.demo.http1 import RequestHead
 from gossamer.demo.httpclient import HttpClientError, KeepAliveConnection
 from gossamer.demo.httpserver import HttpServer, Response, ServerLimits, json_response
 
-RawServer = Callable[[bytes], Awaitable[int]]
+# Starts a scripted server (see `raw_server`) and returns its port.
+RawServer = Callable[[list[bytes]], Awaitable[int]]
 
 
 async def _hello(request: RequestHead) -> Response:
@@ -158,7 +159,7 @@ async def test_shutdown_gives_up_after_the_grace_period() -> None:
 
 
 @pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[list[bytes]], Awaitable[int]]]:
+async def raw_server() -> AsyncIterator[RawServer]:
     """A scripted server: the n-th connection gets the n-th reply, then is closed."""
     servers: list[asyncio.Server] = []
 
@@ -180,7 +181,7 @@ async def raw_server() -> AsyncIterator[Callable[[list[bytes]], Awaitable[int]]]
         server.close()
 
 
-async def test_client_reads_chunked_and_close_delimited_bodies(raw_server) -> None:  # type: ignore[no-untyped-def]
+async def test_client_reads_chunked_and_close_delimited_bodies(raw_server: RawServer) -> None:
     port = await raw_server(
         [
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -199,7 +200,7 @@ async def test_client_reads_chunked_and_close_delimited_bodies(raw_server) -> No
         await connection.close()
 
 
-async def test_client_errors_are_its_own(raw_server) -> None:  # type: ignore[no-untyped-def]
+async def test_client_errors_are_its_own(raw_server: RawServer) -> None:
     port = await raw_server([b"HTTP/1.1 2000 What\r\n\r\n"])
     connection = KeepAliveConnection(HostPort("127.0.0.1", port), "test")
     with pytest.raises(HttpClientError, match="malformed response"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         # Typically a port already in use: say which, and fail rather than limp on.
         log.error("cannot start", extra=fields(error=str(error)))
         return 1
+    finally:
+        # Closing the loop restores SIGTERM's default action; a second SIGTERM while the
+        # interpreter winds down must not turn a clean exit into death by signal.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 

@@ -31,9 +31,9 @@ _CHANNEL_OPTIONS = [
     # The mesh is transparent; an http_proxy variable in the pod must not reroute gRPC.
     ("grpc.enable_http_proxy", 0),
     # grpcio backs off up to 120 s after failed connects; a demo should recover within seconds
-    # of a backend coming back.
+    # of a backend coming back. (Not min_reconnect_backoff_ms: grpcio uses it as the connect
+    # timeout, which must stay long.)
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
