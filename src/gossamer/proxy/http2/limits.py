@@ -9,8 +9,10 @@ connections get one stream window per stream slot instead, because they are shar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gossamer.proxy.config import ProxyConfig
+if TYPE_CHECKING:
+    from gossamer.proxy.config import ProxyConfig
 
 
 @dataclass(frozen=True, slots=True)
