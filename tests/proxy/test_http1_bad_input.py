@@ -278,3 +278,19 @@ async def test_healthy_helper_detects_a_broken_proxy() -> None:
         with pytest.raises(AssertionError):
             async with healthy_alongside(px.port):
                 await asyncio.sleep(0.05)
+
+
+async def test_head_split_across_reads_followed_by_a_body_is_not_too_large() -> None:
+    """Only head bytes count towards the header limit, not the body behind a split head."""
+    seen: list[Request] = []
+    async with origin(simple_origin(seen=seen)) as up, proxy(up.addr, config(http1=LIMITS)) as px:
+        client = await Client.connect(px.port)
+        body = bytes(300_000)
+        client.send(b"POST /split HTTP/1.1\r\nHost: a\r\nX-Fir")
+        await client.writer.drain()
+        await asyncio.sleep(0.05)  # the proxy has read the first part on its own
+        client.send(b"st: 1\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        result = await client.response()
+        assert result.status == 200
+        assert seen[0].body == body
+        await client.close()

@@ -88,13 +88,6 @@ class Http1ServerProtocol(asyncio.Protocol):
             if sum(map(len, self._tunnel_bytes)) > self.high_water:
                 self.pause_reading_for("tunnel")
             return
-        if self._in_head:
-            # httptools holds an unfinished header line whole before any callback sees it,
-            # so the limit is kept on the raw bytes of a head that spans reads as well.
-            self._head_read += len(data)
-            if self._head_read > self._max_head:
-                self._reject(431, "request header block exceeds the proxy's limit")
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -112,9 +105,19 @@ class Http1ServerProtocol(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._reject(400, f"malformed HTTP/1 request: {error}")
             return
-        if self._in_head and self._timer is None:
-            self._head_read = 0  # counted from the next read on: this one may hold more
-            self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
+        if self._in_head:
+            if self._timer is None:
+                # A head begins and spans reads. Count its raw bytes from the next read on
+                # (this one may hold a previous message too): httptools holds an unfinished
+                # header line whole before any callback sees it, so the callbacks alone
+                # cannot keep the limit.
+                self._head_read = 0
+                self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
+            else:
+                # The same head is still unfinished, so all of this read belongs to it.
+                self._head_read += len(data)
+                if self._head_read > self._max_head:
+                    self._reject(431, "request header block exceeds the proxy's limit")
 
     def eof_received(self) -> bool:
         self.client_eof = True
