@@ -19,7 +19,10 @@ from tests.demo.harness import DemoProcess, DemoProcesses, http_get, http_json
 @pytest.fixture(scope="module")
 def web(module_demo: DemoProcesses, backends: tuple[DemoProcess, DemoProcess]) -> DemoProcess:
     emoji, voting = backends
-    return module_demo.start_web(emoji, voting)
+    # A name, not an address, for emoji: resolved as pods resolve service names (getaddrinfo,
+    # /etc/hosts), which is what `prefer_native_grpc_resolver` arranges.
+    emoji_addr = f"localhost:{emoji.ports['grpc_port']}"
+    return module_demo.start_web(emoji, voting, DEMO_EMOJI_ADDR=emoji_addr)
 
 
 def _vote_count(web: DemoProcess, shortcode: str) -> int:

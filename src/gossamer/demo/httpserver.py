@@ -64,13 +64,6 @@ class ServerLimits:
     keepalive_timeout: float = 90.0
 
 
-@dataclass(eq=False)
-class _Connection:
-    task: asyncio.Task[None]
-    writer: asyncio.StreamWriter
-    busy: bool = False
-
-
 class HttpServer:
     """Serves `routes` (exact path → handler); GET and HEAD only."""
 
@@ -81,8 +74,8 @@ class HttpServer:
         self.routes = routes
         self.limits = limits or ServerLimits()
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._draining = False
+        self._connections: set[asyncio.Task[None]] = set()
+        self._draining = asyncio.Event()
         self._shedding = 0
 
     async def start(self, host: str, port: int) -> int:
@@ -93,13 +86,10 @@ class HttpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def shutdown(self, grace: float) -> None:
-        self._draining = True
+        self._draining.set()  # idle connections close now, busy ones after their response
         if self._server is not None:
             self._server.close()
-        for connection in list(self._connections):
-            if not connection.busy:
-                connection.task.cancel()
-        tasks = [connection.task for connection in self._connections]
+        tasks = list(self._connections)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
@@ -114,7 +104,7 @@ class HttpServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self._draining or len(self._connections) >= self.limits.max_connections:
+        if self._draining.is_set() or len(self._connections) >= self.limits.max_connections:
             # Over the bound (or closing): say so and hang up rather than queue. Saying so
             # costs a short linger, so the number of those is bounded too.
             writer.write(_error_response(503, "too many connections", False))
@@ -126,40 +116,52 @@ class HttpServer:
                     self._shedding -= 1
             await _close(writer)
             return
-        connection = _Connection(task, writer)
-        self._connections.add(connection)
+        self._connections.add(task)
         try:
-            await self._serve(connection, reader)
+            await self._serve(reader, writer)
         except asyncio.CancelledError:
-            pass  # shutdown closing an idle connection, or the grace period ran out
+            pass  # the grace period ran out
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
         finally:
-            self._connections.discard(connection)
+            self._connections.discard(task)
             await _close(writer)
 
-    async def _serve(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
-        writer = connection.writer
-        while not self._draining:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not self._draining.is_set():
             try:
-                raw = await asyncio.wait_for(
-                    reader.readuntil(b"\r\n\r\n"), self.limits.keepalive_timeout
-                )
+                raw = await self._next_head(reader)
             except asyncio.IncompleteReadError:
                 return  # closed between requests: the normal end of a keep-alive connection
-            except TimeoutError:
-                return
             except asyncio.LimitOverrunError:
                 writer.write(_error_response(431, "request head too large", False))
                 await _close_after_error(reader, writer)
                 return
-            connection.busy = True
-            try:
-                keep_alive = await self._exchange(raw, reader, writer)
-            finally:
-                connection.busy = False
-            if not keep_alive:
+            if raw is None:
+                return  # idle too long, or shutting down
+            if not await self._exchange(raw, reader, writer):
                 return
+
+    async def _next_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next request head; None when the connection idled out or the server drains.
+
+        A head that has arrived wins over a drain that starts at the same moment: it is a
+        request the server accepted, so it gets answered.
+        """
+        head = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
+        drain = asyncio.ensure_future(self._draining.wait())
+        try:
+            await asyncio.wait(
+                (head, drain),
+                timeout=self.limits.keepalive_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            drain.cancel()
+            arrived = head.done()
+            if not arrived:
+                head.cancel()
+        return head.result() if arrived else None
 
     async def _exchange(
         self, raw: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -182,7 +184,7 @@ class HttpServer:
         if request.content_length:
             await reader.readexactly(request.content_length)  # nobody reads GET bodies
         response = await self._respond(request)
-        keep_alive = request.keep_alive and not self._draining
+        keep_alive = request.keep_alive and not self._draining.is_set()
         body = b"" if request.method == "HEAD" else response.body
         headers = (("Content-Type", response.content_type), *response.headers)
         writer.write(render_response_head(response.status, headers, len(response.body), keep_alive))
