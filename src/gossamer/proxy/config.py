@@ -46,6 +46,37 @@ class Http1Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Http2Limits:
+    """What one HTTP/2 connection may make the proxy hold (defaults follow linkerd2-proxy)."""
+
+    # Advertised to clients as SETTINGS_MAX_CONCURRENT_STREAMS; enforced before it is acked.
+    max_concurrent_streams: int = 100
+    # SETTINGS_MAX_HEADER_LIST_SIZE, and the HPACK decoder's limit, on both sides.
+    max_header_list_size: int = 64 * 1024
+    # The per-stream receive window the proxy advertises on both sides. The proxy
+    # acknowledges data only once it has forwarded it, so this is also the most it
+    # buffers per stream and direction.
+    initial_stream_window: int = 65_535
+    # The connection-level receive window toward clients: the most one client connection
+    # can make the proxy hold, over all its streams.
+    initial_connection_window: int = 1024 * 1024
+    # Streams per upstream connection (fewer if the upstream says so); more connections
+    # are opened beyond it. The upstream connection window is this many stream windows,
+    # so streams of clients that read slowly (each holding up to a stream window) can
+    # never exhaust the window the shared connection's other streams need.
+    max_streams_per_upstream: int = 100
+    # Requests waiting for an upstream connection to one target (while it connects).
+    max_pending_per_target: int = 1024
+    # How long an upstream connection may take to send its SETTINGS after connecting.
+    upstream_settings_timeout: float = 5.0
+
+    @property
+    def upstream_connection_window(self) -> int:
+        window = self.initial_stream_window * self.max_streams_per_upstream
+        return min(max(window, self.initial_connection_window), 2**31 - 1)
+
+
+@dataclass(frozen=True, slots=True)
 class BufferLimits:
     """Write-buffer water marks: above `high` the proxy stops reading from the other side."""
 
@@ -71,6 +102,7 @@ class ProxyConfig:
     log_level: str = "info"
     log_format: str = "plain"
     http1: Http1Limits = field(default_factory=Http1Limits)
+    http2: Http2Limits = field(default_factory=Http2Limits)
     buffers: BufferLimits = field(default_factory=BufferLimits)
 
     @classmethod
@@ -89,6 +121,37 @@ class ProxyConfig:
                 "OUTBOUND_POOL_MAX_IDLE", defaults.http1.pool_max_idle_per_target
             ),
         )
+        h2 = defaults.http2
+        http2 = Http2Limits(
+            max_concurrent_streams=env.integer(
+                "HTTP2_MAX_CONCURRENT_STREAMS", h2.max_concurrent_streams
+            ),
+            max_header_list_size=env.integer("HTTP2_MAX_HEADER_LIST_SIZE", h2.max_header_list_size),
+            initial_stream_window=env.integer(
+                "HTTP2_INITIAL_STREAM_WINDOW", h2.initial_stream_window
+            ),
+            initial_connection_window=env.integer(
+                "HTTP2_INITIAL_CONNECTION_WINDOW", h2.initial_connection_window
+            ),
+            max_streams_per_upstream=env.integer(
+                "HTTP2_MAX_STREAMS_PER_UPSTREAM", h2.max_streams_per_upstream
+            ),
+            max_pending_per_target=env.integer(
+                "HTTP2_MAX_PENDING_PER_TARGET", h2.max_pending_per_target
+            ),
+            upstream_settings_timeout=env.duration(
+                "HTTP2_UPSTREAM_SETTINGS_TIMEOUT", h2.upstream_settings_timeout
+            ),
+        )
+        for name, value, low, high_ in (
+            ("HTTP2_MAX_CONCURRENT_STREAMS", http2.max_concurrent_streams, 1, 2**31 - 1),
+            ("HTTP2_INITIAL_STREAM_WINDOW", http2.initial_stream_window, 1, 2**31 - 1),
+            ("HTTP2_INITIAL_CONNECTION_WINDOW", http2.initial_connection_window, 65_535, 2**31 - 1),
+            ("HTTP2_MAX_STREAMS_PER_UPSTREAM", http2.max_streams_per_upstream, 1, 2**31 - 1),
+            ("HTTP2_MAX_HEADER_LIST_SIZE", http2.max_header_list_size, 1024, 2**31 - 1),
+        ):
+            if not low <= value <= high_:
+                raise ConfigError(f"{ENV_PREFIX}{name}={value}: must be from {low} to {high_}")
         high = env.integer("BUFFER_HIGH_WATER", defaults.buffers.high)
         buffers = BufferLimits(high=high, low=env.integer("BUFFER_LOW_WATER", high // 4))
         if buffers.low > buffers.high:
@@ -121,6 +184,7 @@ class ProxyConfig:
             log_level=log_level,
             log_format=log_format,
             http1=http1,
+            http2=http2,
             buffers=buffers,
         )
 
