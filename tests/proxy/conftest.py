@@ -16,7 +16,4 @@ import uvloop
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    if item.path.name.startswith("test_http2"):
-        # Not ours to change: the HTTP/2 tests keep the loop they were written against.
-        return {"asyncio": asyncio.new_event_loop}
     return {"uvloop": uvloop.new_event_loop}
