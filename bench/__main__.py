@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from types import FrameType
 
 from bench import environment, report
 from bench.bringup import LiveTestbed
-from bench.procstat import rss_kb
+from bench.procstat import machine_busy, rss_kb
 from bench.report import ScenarioRecord
 from bench.runner import Measurement, ScenarioFailed, ScenarioRunner, check_paths
 from bench.scenarios import SCENARIOS, Scenario
@@ -39,12 +40,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def _settings(args: argparse.Namespace) -> RunSettings:
     base = QUICK if args.quick else FULL
-    changes: dict[str, int] = {}
-    if args.rounds:
-        changes["rounds"] = args.rounds
-    if args.rate:
-        changes["latency_rate"] = args.rate
-    return RunSettings(**{**base.__dict__, **changes}) if changes else base
+    return dataclasses.replace(
+        base,
+        rounds=args.rounds or base.rounds,
+        latency_rate=args.rate or base.latency_rate,
+    )
 
 
 def _say(text: str) -> None:
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     cleanup_leftovers(prefix=SANDBOX_PREFIX)
     machine = environment.describe()  # before the testbed adds its own load
+    machine["core_busy_before_start"] = busy = machine_busy()
+    if max(busy.values()) > 0.1:
+        _say(
+            f"bench: WARNING: the machine is not idle before start ({busy}); figures will be noisy"
+        )
     started = time.monotonic()
     work_dir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
     _say(

@@ -8,11 +8,13 @@ exactly as `gossamer run` will start them.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench import configs
+from bench.procstat import OtherWork
 from bench.scenarios import Scenario
 from bench.settings import CpuPlan
 from bench.testbed import (
@@ -50,6 +52,12 @@ class LiveTestbed:
         self.proxies: dict[str, PodProcess] = {}
         # Proxies that did not start, with the reason: their scenarios fail, the rest run.
         self.broken: dict[str, str] = {}
+
+    def other_work(self) -> OtherWork:
+        """Measures CPU used outside this testbed's namespaces (and this process)."""
+        names = [self.node.netns, *(pod.netns for pod in self.pods.values())]
+        inodes = frozenset(os.stat(f"/run/netns/{name}").st_ino for name in names)
+        return OtherWork(inodes, frozenset({os.getpid()}))
 
     # Addresses ----------------------------------------------------------------------------
 

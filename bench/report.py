@@ -3,7 +3,8 @@
 RSS figures are *per proxy instance*: `rss_kb_idle` and `rss_kb_load` are those of the
 largest proxy process of the scenario (the figure a sidecar's memory limit is set from);
 the `_sum` variants add up every proxy of the path. CPU per request is summed over the
-path's proxies. Medians are over rounds; RSS under load is the peak over all rounds.
+path's proxies. Medians are over the rounds that no other process disturbed (over all rounds
+if every one was disturbed); RSS under load is the peak over all rounds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.runner import Measurement
+from bench.runner import DISTURBED, Measurement
 from bench.scenarios import Scenario
 from bench.settings import CpuPlan, RunSettings
 from bench.testbed import H1
@@ -55,7 +56,10 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -> dict[str, Any]:
-    scenario, rounds = record.scenario, record.rounds
+    scenario, measured = record.scenario, record.rounds
+    # Rounds that other processes disturbed do not count when the scenario has clean ones.
+    clean = [m for m in measured if not m.disturbed]
+    rounds = clean or measured
     proxies = list(scenario.path.proxies)
     out: dict[str, Any] = {
         "name": scenario.name,
@@ -65,11 +69,11 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
         "proxies": proxies,
         "status": "failed" if record.error else "ok",
         "error": record.error,
-        "rounds": len(rounds),
+        "rounds": len(measured),
     }
     if record.error or not rounds:
         return out
-    rss_load = {name: max(m.rss_kb_load[name] for m in rounds) for name in proxies}
+    rss_load = {name: max(m.rss_kb_load[name] for m in measured) for name in proxies}
     idle = {name: idle_rss[name] for name in proxies}
     load_core, proxy_core = f"cpu{cpus.load}", f"cpu{cpus.proxy}"
     core_busy = {
@@ -80,7 +84,10 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
     out.update(
         {
             "rps": _round(_median([m.throughput.rps for m in rounds]), 1),
-            "rps_rounds": [round(m.throughput.rps, 1) for m in rounds],
+            "rps_rounds": [round(m.throughput.rps, 1) for m in measured],
+            "other_cpu_util_rounds": [round(m.other_util, 3) for m in measured],
+            "rounds_disturbed": len(measured) - len(clean),
+            "rounds_used": len(rounds),
             "p50_ms": _round(_median([m.latency.p50_ms for m in rounds]), 3),
             "p99_ms": _round(_median([m.latency.p99_ms for m in rounds]), 3),
             "max_ms": _round(max(m.latency.max_ms or 0.0 for m in rounds), 3),
@@ -102,9 +109,9 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
             "rss_kb_load_sum": sum(rss_load.values()) if rss_load else None,
             "rss_kb_by_proxy": {n: {"idle": idle[n], "load": rss_load[n]} for n in proxies},
             "counted_by_proxy_metrics": {
-                name: sum(m.counted_requests.get(name, 0) for m in rounds)
+                name: sum(m.counted_requests.get(name, 0) for m in measured)
                 for name in proxies
-                if any(name in m.counted_requests for m in rounds)
+                if any(name in m.counted_requests for m in measured)
             },
         }
     )
@@ -179,6 +186,16 @@ def notes(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[str]:
                 else ""
             )
         )
+    ok = [row for row in rows if row["status"] == "ok"]
+    disturbed = sum(row["rounds_disturbed"] for row in ok)
+    if disturbed:
+        only = [row["name"] for row in ok if row["rounds_disturbed"] == row["rounds"]]
+        found.append(
+            f"{disturbed} of {sum(row['rounds'] for row in ok)} measurements ran while other "
+            f"processes used over {DISTURBED:.0%} of a core; medians leave them out where a "
+            "scenario has undisturbed rounds"
+            + (f", but these have none (marked *): {', '.join(only)}." if only else ".")
+        )
     for row in rows:
         # HTTP/2 runs allow 10 streams per connection, so a slow answer delays no other.
         if row.get("latency_over_10ms") and row["protocol"] == H1:
@@ -226,6 +243,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _busy(cores: dict[str, float]) -> str:
+    return ", ".join(f"{core} {busy:.0%} busy" for core, busy in sorted(cores.items()))
+
+
 def _mib(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:.1f}"
 
@@ -236,7 +257,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Gossamer side-by-side benchmark ({s['mode']}, {s['rounds']} round(s))",
         "",
         f"{report['date']} · {report['cpu']}, {report['cores']} cores, load average "
-        f"{' '.join(report['loadavg'])} at start · commit "
+        f"{' '.join(report['loadavg'])} and {_busy(report['core_busy_before_start'])} "
+        "before start · commit "
         f"{report['commit']} · load generators and origins on cpu{s['cpu_load_and_origin']}, "
         f"proxies on cpu{s['cpu_proxies']} · throughput: wrk {s['h1_connections']} connections "
         f"(HTTP/1.1), h2load {s['h2_connections']}x{s['h2_streams_per_connection']} streams "
@@ -254,7 +276,8 @@ def markdown(report: dict[str, Any]) -> str:
         versus = row.get("rps_vs_haproxy")
         util = row.get("proxy_core_util")
         lines.append(
-            f"| {row['name']} | {row['rps']:,.0f} | {_fmt(versus, '.2f')} "
+            f"| {row['name']}{'*' if row['rounds_used'] == row['rounds_disturbed'] else ''} "
+            f"| {row['rps']:,.0f} | {_fmt(versus, '.2f')} "
             f"| {_fmt(row['p50_ms'], '.3f')} "
             f"| {_fmt(row['p99_ms'], '.3f')} | {_fmt(row.get('cpu_us_per_req'), '.1f')} "
             f"| {'-' if util is None else f'{util:.0%}'} | {row['limited_by']} "

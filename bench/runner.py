@@ -21,6 +21,9 @@ from bench.settings import RunSettings
 from bench.testbed import H1
 from gossamer.local.pod import Pod, SandboxError
 
+# Other processes using more than this share of a core during a run disturb it.
+DISTURBED = 0.05
+
 
 class ScenarioFailed(RuntimeError):
     """The scenario's numbers cannot be trusted; the message says why."""
@@ -54,6 +57,15 @@ class Measurement:
         usage = self.throughput_usage
         return usage.cpu_s / usage.wall_s if self.proxied else None
 
+    @property
+    def other_util(self) -> float:
+        """Share of a core used by processes outside the testbed during the runs."""
+        return max(self.throughput_usage.other_util, self.latency_usage.other_util)
+
+    @property
+    def disturbed(self) -> bool:
+        return self.other_util > DISTURBED
+
     def _per_request(self, usage: Usage, result: LoadResult) -> float | None:
         if not self.proxied or result.requests == 0:
             return None
@@ -65,6 +77,7 @@ class ScenarioRunner:
         self.live = live
         self.settings = settings
         self.work_dir = work_dir
+        self.other = live.other_work()
 
     def run(self, scenario: Scenario) -> Measurement:
         live, settings = self.live, self.settings
@@ -77,7 +90,7 @@ class ScenarioRunner:
         counts_before = {name: live.gossamer_counts(name) for name in gossamer}
 
         self._load(pod, self._throughput(scenario, url, settings.warmup_s), scenario)
-        with Meter(pids) as throughput_meter:
+        with Meter(pids, self.other) as throughput_meter:
             throughput = self._load(
                 pod, self._throughput(scenario, url, settings.throughput_s), scenario
             )
@@ -85,7 +98,7 @@ class ScenarioRunner:
             command = loadgen.h2load_fixed_rate(
                 url, scenario.protocol, settings, settings.latency_s, Path(log.name)
             )
-            with Meter(pids) as latency_meter:
+            with Meter(pids, self.other) as latency_meter:
                 latency = self._load(pod, command, scenario)
         self._require_alive(names)
 
