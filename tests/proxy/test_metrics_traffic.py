@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -159,3 +160,15 @@ async def test_pipelined_and_keep_alive_requests_are_each_counted_once() -> None
         await client.close()
     assert value(samples(px.runtime, "request_total")) == 8
     assert value(samples(px.runtime, "response_total"), status_code="200") == 8
+
+
+async def test_a_reset_by_the_client_is_labelled_with_its_errno() -> None:
+    async with origin(simple_origin()) as up, proxy(up.addr) as px:
+        client = await Client.connect(px.port)
+        assert (await client.request()).status == 200
+        sock = client.writer.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" + bytes(4))
+        client.writer.transport.abort()
+        await wait_idle(px.runtime)
+    closes = samples(px.runtime, "tcp_close_total")
+    assert value(closes, peer="src", errno="ECONNRESET") == 1

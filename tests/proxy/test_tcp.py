@@ -217,6 +217,9 @@ async def test_upstream_reset_resets_the_client() -> None:
             await asyncio.wait_for(reader.read(), TIMEOUT)
         writer.close()
         await wait_idle(px.runtime)
+        metrics = tcp_metrics(px.runtime)
+        assert metrics[("tcp_close_total", "dst", "ECONNRESET")] == 1
+        assert metrics[("tcp_close_total", "src", "")] == 1
 
 
 async def test_client_reset_resets_the_upstream() -> None:
@@ -242,6 +245,10 @@ async def test_client_reset_resets_the_upstream() -> None:
             await asyncio.sleep(0.01)
         assert outcome == ["reset"]
         await wait_idle(px.runtime)
+        # The side that failed is labelled with its error; the one the proxy reset is not.
+        metrics = tcp_metrics(px.runtime)
+        assert metrics[("tcp_close_total", "src", "ECONNRESET")] == 1
+        assert metrics[("tcp_close_total", "dst", "")] == 1
 
 
 async def test_a_client_that_never_reads_stalls_the_origin_with_bounded_buffers() -> None:

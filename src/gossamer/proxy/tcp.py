@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import struct
@@ -87,13 +88,17 @@ class PipeEnd(asyncio.Protocol):
 class Pipe:
     """Two `PipeEnd`s joined; closes both once either is gone."""
 
-    __slots__ = ("_closed", "a", "b", "on_close")
+    __slots__ = ("_closed", "a", "b", "error", "lost", "on_close")
 
     def __init__(self, a_stats: TcpStats, b_stats: TcpStats) -> None:
         self.a = PipeEnd(self, a_stats)
         self.b = PipeEnd(self, b_stats)
         self.a.peer, self.b.peer = self.b, self.a
         self._closed = False
+        # The side that went first, and why: its close is labelled with the error; the
+        # other side was closed (or reset) by the proxy.
+        self.lost: PipeEnd | None = None
+        self.error: Exception | None = None
         self.on_close: list[object] = []
 
     def attach(
@@ -120,6 +125,7 @@ class Pipe:
         if self._closed:
             return
         self._closed = True
+        self.lost, self.error = end, exc
         other = end.peer
         if other is not None and other.transport is not None and not other.transport.is_closing():
             if exc is not None:
@@ -128,6 +134,10 @@ class Pipe:
                 other.transport.close()
         for callback in self.on_close:
             callback()  # type: ignore[operator]
+
+    def errno_for(self, end: PipeEnd) -> str:
+        """The `errno` label for `end`'s close."""
+        return errno_label(self.error) if end is self.lost else ""
 
     def close(self) -> None:
         for end in (self.a, self.b):
@@ -233,11 +243,14 @@ class TcpForwardProtocol(asyncio.Protocol):
             pipe.side_lost(pipe.b, None)
 
     def _on_pipe_closed(self) -> None:
-        self._dst.on_close()
-        self._closed(None)
+        pipe = self._pipe
+        assert pipe is not None
+        self._dst.on_close(pipe.errno_for(pipe.b))
+        self._src.on_close(pipe.errno_for(pipe.a))
+        self._runtime.untrack(self)
 
     def _closed(self, exc: Exception | None) -> None:
-        self._src.on_close("" if exc is None else _errno_label(exc))
+        self._src.on_close(errno_label(exc))
         self._runtime.untrack(self)
 
     # -- shutdown --------------------------------------------------------------------
@@ -252,8 +265,7 @@ class TcpForwardProtocol(asyncio.Protocol):
             reset(self._transport)
 
 
-def _errno_label(exc: Exception) -> str:
-    import errno as errno_mod
-
+def errno_label(exc: BaseException | None) -> str:
+    """Linkerd's `errno` label for a closed connection (`ECONNRESET`); empty when clean."""
     code = getattr(exc, "errno", None)
-    return errno_mod.errorcode.get(code, "") if isinstance(code, int) else ""
+    return errno.errorcode.get(code, str(code)) if isinstance(code, int) else ""

@@ -17,6 +17,7 @@ import httptools
 
 from gossamer.proxy.metrics import TcpStats
 from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.tcp import errno_label
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1.exchange import Exchange
@@ -85,7 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_protocol_error(str(error))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.on_close("" if exc is None else type(exc).__name__)
+        self.stats.on_close(errno_label(exc))
         self.pool.discard(self)
         exchange, self.exchange = self.exchange, None
         if exchange is not None:

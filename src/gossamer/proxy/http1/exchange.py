@@ -183,9 +183,9 @@ class Exchange:
         self.stats.response(self.status, server.loop.time() - self.start)
         self.response_done = True
         pipe = Pipe(server.src_stats, conn.stats)
-        pipe.on_close.append(server.tunnel_closed)
-        # The upstream's own connection_lost no longer runs once the pipe owns it.
-        pipe.on_close.append(conn.stats.on_close)
+        # Neither side's own connection_lost runs once the pipe owns it.
+        pipe.on_close.append(lambda: server.tunnel_closed(pipe.errno_for(pipe.a)))
+        pipe.on_close.append(lambda: conn.stats.on_close(pipe.errno_for(pipe.b)))
         server.tunnelled = True
         pipe.attach(
             server.transport,

@@ -23,7 +23,7 @@ from gossamer.proxy.http1.exchange import Exchange
 from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
 from gossamer.proxy.metrics import HttpStats
 from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
-from gossamer.proxy.tcp import reset
+from gossamer.proxy.tcp import errno_label, reset
 
 log = logging.getLogger("gossamer.proxy.http1")
 
@@ -270,8 +270,8 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.active = None
         return data
 
-    def tunnel_closed(self) -> None:
-        self._closed(None)
+    def tunnel_closed(self, errno: str) -> None:
+        self._closed(None, errno)
 
     def pause_reading_for(self, reason: str) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -333,14 +333,14 @@ class Http1ServerProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _closed(self, exc: Exception | None) -> None:
+    def _closed(self, exc: Exception | None, errno: str | None = None) -> None:
         if self.closed:
             return
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.src_stats.on_close("" if exc is None else type(exc).__name__)
+        self.src_stats.on_close(errno_label(exc) if errno is None else errno)
         self.runtime.untrack(self)
 
 
