@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from gossamer.proxy.config import Http1Limits
 from tests.proxy.support import (
     TIMEOUT,
     Client,
     Request,
+    config,
     get_ok,
     origin,
     parse_head,
@@ -330,3 +332,38 @@ async def test_request_cut_short_by_eof_closes_the_connection() -> None:
             await asyncio.sleep(0.01)
         assert not px.runtime.connections
         await get_ok(px.port)
+
+
+async def test_idle_pooled_connections_are_closed_after_the_idle_timeout() -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(response(200, b"hello"))
+        closed.set()  # the proxy closed its idle connection
+
+    cfg = config(http1=Http1Limits(pool_idle_timeout=0.1))
+    async with origin(handler) as up, proxy(up.addr, cfg) as px:
+        await get_ok(px.port)
+        await asyncio.wait_for(closed.wait(), TIMEOUT)
+        await get_ok(px.port)
+        assert up.accepts == 2
+
+
+async def test_origin_closing_an_idle_connection_is_noticed_before_reuse() -> None:
+    async def keep_alive_timeout(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        request = await read_request(reader)
+        assert request is not None
+        writer.write(response(200, b"hello"))  # keep-alive, then an idle timeout of 20 ms
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+    async with origin(keep_alive_timeout) as up, proxy(up.addr) as px:
+        for _ in range(3):
+            await get_ok(px.port)
+            await asyncio.sleep(0.1)  # the origin has closed the pooled connection by now
+        assert up.accepts == 3
+        pool = px.runtime.pools["http1"]
+        assert all(not idle for idle in pool._idle.values())  # type: ignore[attr-defined]

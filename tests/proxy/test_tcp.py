@@ -323,3 +323,34 @@ async def test_drain_lets_streams_run_then_aborts_at_the_deadline() -> None:
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(), TIMEOUT)
         writer.close()
+
+
+async def test_half_close_with_backpressure_both_ways() -> None:
+    """The client sends a lot and shuts its write side while the origin is not reading (the
+    pipe pauses and resumes a side that already ended); then a large reply flows back to a
+    client that reads slowly."""
+    payload = os.urandom(6 * MB)
+    reply = os.urandom(6 * MB)
+
+    async def late_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)
+        data = await reader.read()
+        writer.write(hashlib.sha256(data).digest() + reply)
+        await writer.drain()
+
+    cfg = config(buffers=BufferLimits(high=64 * 1024, low=16 * 1024))
+    async with origin(late_reader) as up, tcp_proxy(up.addr, cfg=cfg) as px:
+        reader, writer = await connect(px.port)
+        writer.write(payload)
+        writer.write_eof()
+        digest = await asyncio.wait_for(reader.readexactly(32), TIMEOUT)
+        assert digest == hashlib.sha256(payload).digest()
+        got = b""
+        async with asyncio.timeout(TIMEOUT):
+            while chunk := await reader.read(65536):
+                got += chunk
+                if len(got) < MB:
+                    await asyncio.sleep(0.001)
+        assert got == reply
+        writer.close()
+        await wait_idle(px.runtime)
