@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, Self
 
 from gossamer.control.store.errors import Invalid, NotFound
 from gossamer.control.store.interface import ResourceList, WatchEvent, WatchEventType
@@ -226,7 +226,7 @@ class ChangeLogStore(ABC):
         self._wake_watchers()
         self._close_storage()
 
-    async def __aenter__(self) -> ChangeLogStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -240,11 +240,11 @@ class _SQLiteWrite:
 
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Create the file 0600 before SQLite does: Workload env may hold secrets. SQLite gives
-    # the -wal and -shm files the database file's mode.
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Create the file 0600 before SQLite does: Workload env may hold secrets. SQLite
+        # gives the -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         _retry_while_locked(lambda: db.execute("PRAGMA journal_mode = WAL"), busy_timeout)
         db.execute("PRAGMA synchronous = NORMAL")
@@ -258,7 +258,7 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
             ).fetchone()
         finally:
             db.execute("COMMIT")
-    except sqlite3.Error as error:
+    except (OSError, sqlite3.Error) as error:
         raise StoreError(f"{path}: cannot open the store: {error}") from None
     if schema_version > SCHEMA_VERSION:
         db.close()
