@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 from gossamer.proxy.config import Http1Limits
 from tests.proxy.support import (
@@ -367,3 +368,49 @@ async def test_origin_closing_an_idle_connection_is_noticed_before_reuse() -> No
         assert up.accepts == 3
         pool = px.runtime.pools["http1"]
         assert all(not idle for idle in pool._idle.values())  # type: ignore[attr-defined]
+
+
+async def test_any_split_of_a_pipelined_stream_gives_the_same_exchanges() -> None:
+    """However the client's bytes are cut into reads, the origin sees the same requests and
+    the client gets the same responses, in order."""
+    requests = [
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX-One: 1\r\n\r\n",
+        b"POST /b HTTP/1.1\r\nHost: h\r\ncontent-length: 11\r\n\r\nhello world",
+        b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n1;ext=x\r\nd\r\n0\r\n\r\n",
+        b"HEAD /d HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"DELETE /e HTTP/1.1\r\nHost: h\r\ncontent-length: 0\r\n\r\n",
+    ]
+    stream = b"".join(requests)
+    expected = [
+        (b"GET", b"/a", b""),
+        (b"POST", b"/b", b"hello world"),
+        (b"PUT", b"/c", b"abcd"),
+        (b"HEAD", b"/d", b""),
+        (b"DELETE", b"/e", b""),
+    ]
+
+    def answer(request: Request) -> bytes:
+        if request.method == b"HEAD":
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n"
+        return response(200, request.method + b" " + request.target + b" " + request.body)
+
+    rng = random.Random(99)
+    seen: list[Request] = []
+    async with origin(simple_origin(answer, seen)) as up, proxy(up.addr) as px:
+        for _ in range(25):
+            seen.clear()
+            cuts = sorted(rng.sample(range(1, len(stream)), rng.randrange(1, 12)))
+            pieces = [stream[i:j] for i, j in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+            client = await Client.connect(px.port)
+            for piece in pieces:
+                client.send(piece)
+                await client.writer.drain()
+                await asyncio.sleep(0)
+            for method, target, body in expected:
+                result = await client.response(head_request=method == b"HEAD")
+                assert result.status == 200
+                if method != b"HEAD":
+                    assert result.body == method + b" " + target + b" " + body
+            await client.close()
+            assert [(r.method, r.target, r.body) for r in seen] == expected
