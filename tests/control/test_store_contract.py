@@ -467,3 +467,13 @@ async def test_leaving_a_watch_stops_it(store: ChangeLogStore) -> None:
     await store.create(service("web"))
     with pytest.raises(StopAsyncIteration):
         await anext(events)
+
+
+async def test_a_defaulted_namespace_is_the_stored_identity(store: ChangeLogStore) -> None:
+    """An object built in code with an empty namespace is stored in `default`, and finds
+    the object already there instead of silently replacing it."""
+    first = await store.create(service("web", "default"))
+    unnamespaced = replace(service("web"), metadata=replace(service("web").metadata, namespace=""))
+    with pytest.raises(AlreadyExists, match=r"^Service default/web already exists$"):
+        await store.create(unnamespaced)
+    assert await store.apply(unnamespaced) == first

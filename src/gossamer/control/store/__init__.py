@@ -12,10 +12,18 @@ contract tests (tests/control/test_store_contract.py).
 May import `gossamer.core`; nothing else from gossamer.
 """
 
+from typing import TYPE_CHECKING
+
 from gossamer.control.store.errors import AlreadyExists, Conflict, Invalid, NotFound, StoreError
 from gossamer.control.store.interface import ResourceList, Store, WatchEvent, WatchEventType
 from gossamer.control.store.memory import MemoryStore
 from gossamer.control.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    # mypy checks here that every backend implements the Store protocol.
+    def _backends(memory: MemoryStore, sqlite: SQLiteStore) -> tuple[Store, Store]:
+        return memory, sqlite
+
 
 __all__ = [
     "AlreadyExists",

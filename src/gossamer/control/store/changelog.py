@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -144,38 +144,22 @@ class ChangeLogStore(ABC):
         return ResourceList(tuple(items), str(version))
 
     async def create(self, resource: Resource) -> Resource:
-        kind_info(self._registry, resource.kind)
-        with self._write() as transaction:
-            existing = self._existing(transaction, resource)
-            candidate = created(resource, existing, uid=_new_uid(), now=_now())
-            stored = self._store(transaction, candidate, existing)
-        self._wake_watchers()
-        return stored
+        def plan(requested: Resource, existing: Resource | None) -> Resource:
+            return created(requested, existing, uid=_new_uid(), now=_now())
+
+        return self._write_one(resource, plan)
 
     async def update(self, resource: Resource) -> Resource:
-        kind_info(self._registry, resource.kind)
-        with self._write() as transaction:
-            existing = self._existing(transaction, resource)
-            stored = self._store(transaction, updated(resource, existing), existing)
-        self._wake_watchers()
-        return stored
+        return self._write_one(resource, updated)
 
     async def apply(self, resource: Resource) -> Resource:
-        kind_info(self._registry, resource.kind)
-        with self._write() as transaction:
-            existing = self._existing(transaction, resource)
-            candidate = applied(resource, existing, uid=_new_uid(), now=_now())
-            stored = self._store(transaction, candidate, existing)
-        self._wake_watchers()
-        return stored
+        def plan(requested: Resource, existing: Resource | None) -> Resource:
+            return applied(requested, existing, uid=_new_uid(), now=_now())
+
+        return self._write_one(resource, plan)
 
     async def update_status(self, resource: Resource) -> Resource:
-        kind_info(self._registry, resource.kind)
-        with self._write() as transaction:
-            existing = self._existing(transaction, resource)
-            stored = self._store(transaction, status_updated(resource, existing), existing)
-        self._wake_watchers()
-        return stored
+        return self._write_one(resource, status_updated)
 
     async def delete(
         self,
@@ -234,19 +218,25 @@ class ChangeLogStore(ABC):
 
     # Helpers.
 
-    def _existing(self, transaction: WriteTransaction, resource: Resource) -> Resource | None:
-        return transaction.get(resource.kind, resource.namespace, resource.name)
-
-    def _store(
-        self, transaction: WriteTransaction, candidate: Resource, existing: Resource | None
+    def _write_one(
+        self, resource: Resource, plan: Callable[[Resource, Resource | None], Resource]
     ) -> Resource:
-        """Validate and write a candidate, unless it changes nothing."""
-        candidate = validated(candidate, self._registry)
-        if candidate == existing:
-            assert existing is not None
-            return existing
-        change = WatchEventType.ADDED if existing is None else WatchEventType.MODIFIED
-        return transaction.put(candidate, change)
+        """Validate a request, then in one transaction plan the object to store from it and
+        the stored one, and write it unless it changes nothing."""
+        # The canonical form first: its identity (a namespace defaulted, say) is the one
+        # stored. Candidates are made of canonical parts, so they compare equal to the stored
+        # object exactly when nothing changes.
+        requested = validated(resource, self._registry)
+        with self._write() as transaction:
+            existing = transaction.get(requested.kind, requested.namespace, requested.name)
+            candidate = plan(requested, existing)
+            if candidate == existing:
+                assert existing is not None
+                return existing
+            change = WatchEventType.ADDED if existing is None else WatchEventType.MODIFIED
+            stored = transaction.put(candidate, change)
+        self._wake_watchers()
+        return stored
 
     def _wake_watchers(self) -> None:
         self._local_writes += 1

@@ -1,10 +1,10 @@
 """What each write makes of the stored object: the store semantics, without storage.
 
-Given the request and the object currently stored (or None), each function returns the
-candidate object to store (its resourceVersion still the old one), or raises NotFound,
-AlreadyExists, Conflict or Invalid. The backend then validates the candidate, skips the write
-if the candidate equals what is stored, and otherwise stamps a new resourceVersion. Backends
-call these inside their write transaction, so every backend behaves the same.
+Given the validated request and the object currently stored (or None), each function returns
+the candidate object to store (its resourceVersion still the old one), or raises NotFound,
+AlreadyExists, Conflict or Invalid. The backend skips the write if the candidate equals what
+is stored, and otherwise stamps a new resourceVersion. Backends call these inside their write
+transaction, so every backend behaves the same.
 """
 
 from __future__ import annotations
