@@ -121,9 +121,11 @@ class EndpointIndex:
         if old is not None and old.ip and self._by_pod_ip.get(old.ip) == key:
             del self._by_pod_ip[old.ip]
 
-    def reset(self) -> None:
+    def clear_services(self) -> None:
         self._services.clear()
         self._by_vip.clear()
+
+    def clear_pods(self) -> None:
         self._pods.clear()
         self._by_pod_ip.clear()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
@@ -19,6 +19,7 @@ from gossamer.api.gen import destination_pb2 as pb
 from gossamer.api.gen import destination_pb2_grpc as pb_grpc
 from gossamer.control.destination.endpoints import Endpoint, EndpointIndex, Key, Resolution, diff
 from gossamer.control.store import Store, WatchEventType
+from gossamer.core.resources import Resource
 
 log = logging.getLogger("gossamer.control.destination")
 
@@ -34,12 +35,18 @@ class _Stream:
 
 class DestinationServer(pb_grpc.DestinationServicer):
     def __init__(
-        self, store: Store, cluster_domain: str = "cluster.local", trust_domain: str = "cluster.local"
+        self,
+        store: Store,
+        cluster_domain: str = "cluster.local",
+        trust_domain: str = "cluster.local",
     ) -> None:
         self._store = store
         self.index = EndpointIndex(cluster_domain, trust_domain)
         self._streams: set[_Stream] = set()
-        self._synced: dict[str, asyncio.Event] = {"Service": asyncio.Event(), "Pod": asyncio.Event()}
+        self._synced: dict[str, asyncio.Event] = {
+            "Service": asyncio.Event(),
+            "Pod": asyncio.Event(),
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
 
@@ -84,23 +91,17 @@ class DestinationServer(pb_grpc.DestinationServicer):
                 log.exception("destination: %s watch failed; restarting it", kind)
                 await asyncio.sleep(1.0)
 
-    def _apply(self, kind: str, type_: WatchEventType, resource: object) -> None:
-        from gossamer.core.resources import Resource
-
+    def _apply(self, kind: str, type_: WatchEventType, resource: Resource | None) -> None:
         index = self.index
         if type_ is WatchEventType.RESET:
-            if kind == "Service":
-                for key in list(index._services):
-                    index.remove_service(key)
-            else:
-                for key in list(index._pods):
-                    index.remove_pod(key)
+            # The ADDED events up to SYNCED are the whole state; wake streams at SYNCED.
+            index.clear_services() if kind == "Service" else index.clear_pods()
             return
         if type_ is WatchEventType.SYNCED:
             self._synced[kind].set()
             self._wake_all()
             return
-        assert isinstance(resource, Resource)
+        assert resource is not None
         key = (resource.namespace, resource.name)
         if kind == "Service":
             if type_ is WatchEventType.DELETED:
@@ -119,9 +120,9 @@ class DestinationServer(pb_grpc.DestinationServicer):
             touched.update(index.services_selecting(key[0], before))
         self._wake(lambda s: s.service in touched or s.service is None)
 
-    def _wake(self, predicate: object) -> None:
+    def _wake(self, predicate: Callable[[_Stream], bool]) -> None:
         for stream in self._streams:
-            if predicate(stream):  # type: ignore[operator]
+            if predicate(stream):
                 stream.wake.set()
 
     def _wake_all(self) -> None:
@@ -129,7 +130,7 @@ class DestinationServer(pb_grpc.DestinationServicer):
             stream.wake.set()
 
     # -- the RPC -------------------------------------------------------------------------
-    async def Get(  # noqa: N802 (the generated servicer's name)
+    async def Get(  # the generated servicer names it
         self, request: pb.GetDestination, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Update]:
         path = request.path
