@@ -1,0 +1,197 @@
+"""The destination gRPC service: watcher → index → per-stream translator.
+
+Store watches (Services, Pods) keep an `EndpointIndex` current. Each `Get` stream resolves
+its path against the index, sends the first answer, then sleeps until a change may affect
+it and sends only the difference. Wake-ups are coalesced per stream (a flag, not a queue),
+so a slow reader costs memory for one pending answer, never a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import grpc
+
+from gossamer.api.gen import destination_pb2 as pb
+from gossamer.api.gen import destination_pb2_grpc as pb_grpc
+from gossamer.control.destination.endpoints import Endpoint, EndpointIndex, Key, Resolution, diff
+from gossamer.control.store import Store, WatchEventType
+from gossamer.core.resources import Resource
+
+log = logging.getLogger("gossamer.control.destination")
+
+
+class _Stream:
+    __slots__ = ("path", "service", "wake")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.service: Key | None = None
+        self.wake = asyncio.Event()
+
+
+class DestinationServer(pb_grpc.DestinationServicer):
+    def __init__(
+        self,
+        store: Store,
+        cluster_domain: str = "cluster.local",
+        trust_domain: str = "cluster.local",
+    ) -> None:
+        self._store = store
+        self.index = EndpointIndex(cluster_domain, trust_domain)
+        self._streams: set[_Stream] = set()
+        self._synced: dict[str, asyncio.Event] = {
+            "Service": asyncio.Event(),
+            "Pod": asyncio.Event(),
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Starts watching the store and serving; returns the bound port."""
+        self._tasks = [
+            asyncio.create_task(self._watch("Service"), name="destination-watch-services"),
+            asyncio.create_task(self._watch("Pod"), name="destination-watch-pods"),
+        ]
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_DestinationServicer_to_server(self, server)
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"destination: cannot listen on {host}:{port}")
+        await server.start()
+        self._server = server
+        log.info("destination service listening on %s:%s", host, bound)
+        return bound
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.stop(grace)
+
+    async def wait_synced(self) -> None:
+        for event in self._synced.values():
+            await event.wait()
+
+    # -- watcher -------------------------------------------------------------------------
+    async def _watch(self, kind: str) -> None:
+        while True:
+            try:
+                async for event in self._store.watch(kind):
+                    self._apply(kind, event.type, event.resource)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("destination: %s watch failed; restarting it", kind)
+                await asyncio.sleep(1.0)
+
+    def _apply(self, kind: str, type_: WatchEventType, resource: Resource | None) -> None:
+        index = self.index
+        if type_ is WatchEventType.RESET:
+            # The ADDED events up to SYNCED are the whole state; wake streams at SYNCED.
+            index.clear_services() if kind == "Service" else index.clear_pods()
+            return
+        if type_ is WatchEventType.SYNCED:
+            self._synced[kind].set()
+            self._wake_all()
+            return
+        assert resource is not None
+        key = (resource.namespace, resource.name)
+        if kind == "Service":
+            if type_ is WatchEventType.DELETED:
+                index.remove_service(key)
+            else:
+                index.set_service(resource)
+            self._wake(lambda s: s.service == key or s.service is None)
+            return
+        before = index.pod_labels(key)
+        if type_ is WatchEventType.DELETED:
+            index.remove_pod(key)
+        else:
+            index.set_pod(resource)
+        touched = set(index.services_selecting(key[0], resource.metadata.labels))
+        if before is not None:
+            touched.update(index.services_selecting(key[0], before))
+        self._wake(lambda s: s.service in touched or s.service is None)
+
+    def _wake(self, predicate: Callable[[_Stream], bool]) -> None:
+        for stream in self._streams:
+            if predicate(stream):
+                stream.wake.set()
+
+    def _wake_all(self) -> None:
+        for stream in self._streams:
+            stream.wake.set()
+
+    # -- the RPC -------------------------------------------------------------------------
+    async def Get(  # the generated servicer names it
+        self, request: pb.GetDestination, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Update]:
+        path = request.path
+        if not path:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "path is required (host:port)")
+        await self.wait_synced()
+        stream = _Stream(path)
+        self._streams.add(stream)
+        try:
+            known: Mapping[tuple[str, int], Endpoint] = {}
+            exists: bool | None = None
+            while True:
+                stream.wake.clear()
+                resolution = self.index.resolve(path)
+                stream.service = resolution.service
+                for update in translate(known, exists, resolution):
+                    yield update
+                known, exists = resolution.endpoints, resolution.exists
+                await stream.wake.wait()
+        finally:
+            self._streams.discard(stream)
+
+
+def translate(
+    known: Mapping[tuple[str, int], Endpoint], exists: bool | None, now: Resolution
+) -> list[pb.Update]:
+    """The updates that take a proxy from what it knows to `now` (all of it the first time)."""
+    if not now.exists:
+        return [] if exists is False else [pb.Update(no_endpoints=pb.NoEndpoints(exists=False))]
+    if not now.endpoints:
+        if exists and not known:
+            return []
+        return [pb.Update(no_endpoints=pb.NoEndpoints(exists=True))]
+    if exists is not True:
+        known = {}
+    added, removed = diff(known, now.endpoints)
+    updates: list[pb.Update] = []
+    if removed:
+        addrs = [pb.TcpAddress(ip=ip, port=port) for ip, port in removed]
+        updates.append(pb.Update(remove=pb.AddrSet(addrs=addrs)))
+    if added:
+        updates.append(
+            pb.Update(
+                add=pb.WeightedAddrSet(
+                    addrs=[_weighted(ep) for ep in added], metric_labels=dict(now.labels)
+                )
+            )
+        )
+    return updates
+
+
+def _weighted(endpoint: Endpoint) -> pb.WeightedAddr:
+    addr = pb.WeightedAddr(
+        addr=pb.TcpAddress(ip=endpoint.ip, port=endpoint.port),
+        weight=endpoint.weight,
+        metric_labels=dict(endpoint.labels),
+    )
+    if endpoint.identity is not None:
+        addr.tls_identity.dns_like_identity = endpoint.identity
+    if endpoint.opaque:
+        addr.protocol_hint.opaque.SetInParent()
+    elif endpoint.identity is not None:
+        addr.protocol_hint.h2.SetInParent()
+    return addr
