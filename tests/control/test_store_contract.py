@@ -13,6 +13,7 @@ from gossamer.control.store import (
     Conflict,
     Invalid,
     NotFound,
+    StoreError,
     WatchEvent,
 )
 from gossamer.control.store.changelog import ChangeLogStore
@@ -477,3 +478,19 @@ async def test_a_defaulted_namespace_is_the_stored_identity(store: ChangeLogStor
     with pytest.raises(AlreadyExists, match=r"^Service default/web already exists$"):
         await store.create(unnamespaced)
     assert await store.apply(unnamespaced) == first
+
+
+async def test_a_closed_store_refuses_every_call(store: ChangeLogStore) -> None:
+    await store.create(service("web"))
+    await store.close()
+    for call in (
+        store.get("Service", "demo", "web"),
+        store.list("Service"),
+        store.create(service("api")),
+        store.apply(service("api")),
+        store.delete("Service", "demo", "web"),
+    ):
+        with pytest.raises(StoreError, match=r"^the store is closed$"):
+            await call
+    with pytest.raises(StoreError, match=r"^the store is closed$"):
+        await anext(store.watch("Service"))

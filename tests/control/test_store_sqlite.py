@@ -193,3 +193,21 @@ async def test_concurrent_writers_in_two_processes_lose_nothing(
         ).fetchone()
     assert (count, first, last) == (401, 1, 401), "one change per resourceVersion, no gaps"
     print(f"{conflicts} conflicts retried")
+
+
+async def test_a_held_write_lock_delays_writes_not_reads(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SQLiteStore(path, busy_timeout=0.2) as store:
+        web = await store.create(service("web"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        try:
+            assert await store.get("Service", "demo", "web") == web
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"database is locked \(another process held"):
+                await store.create(service("api"))
+            assert time.monotonic() - started >= 0.2
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await store.create(service("api"))

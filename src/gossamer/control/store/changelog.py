@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, Self
 
-from gossamer.control.store.errors import Invalid, NotFound
+from gossamer.control.store.errors import Invalid, NotFound, StoreError
 from gossamer.control.store.interface import ResourceList, WatchEvent, WatchEventType
 from gossamer.control.store.writes import (
     applied,
@@ -125,7 +125,7 @@ class ChangeLogStore(ABC):
     # The Store interface.
 
     async def get(self, kind: str, namespace: str, name: str) -> Resource:
-        kind_info(self._registry, kind)
+        self._check_usable(kind)
         found = self._read(kind, namespace, name)
         if found is None:
             raise NotFound(kind, namespace, name)
@@ -137,7 +137,7 @@ class ChangeLogStore(ABC):
         namespace: str | None = None,
         selector: Mapping[str, str] | None = None,
     ) -> ResourceList:
-        kind_info(self._registry, kind)
+        self._check_usable(kind)
         items, version = self._read_all(kind, namespace)
         if selector:
             items = [item for item in items if selector_matches(selector, item.metadata.labels)]
@@ -170,7 +170,7 @@ class ChangeLogStore(ABC):
         resource_version: str | None = None,
         missing_ok: bool = False,
     ) -> bool:
-        kind_info(self._registry, kind)
+        self._check_usable(kind)
         with self._write() as transaction:
             existing = transaction.get(kind, namespace, name)
             if existing is None and missing_ok:
@@ -182,7 +182,7 @@ class ChangeLogStore(ABC):
     async def watch(
         self, kind: str, namespace: str | None = None, since: str | None = None
     ) -> AsyncIterator[WatchEvent]:
-        kind_info(self._registry, kind)
+        self._check_usable(kind)
         position = _parse_position(since)
         while not self._closed:
             if position is None:
@@ -218,6 +218,11 @@ class ChangeLogStore(ABC):
 
     # Helpers.
 
+    def _check_usable(self, kind: str) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        kind_info(self._registry, kind)
+
     def _write_one(
         self, resource: Resource, plan: Callable[[Resource, Resource | None], Resource]
     ) -> Resource:
@@ -226,6 +231,7 @@ class ChangeLogStore(ABC):
         # The canonical form first: its identity (a namespace defaulted, say) is the one
         # stored. Candidates are made of canonical parts, so they compare equal to the stored
         # object exactly when nothing changes.
+        self._check_usable(resource.kind)
         requested = validated(resource, self._registry)
         with self._write() as transaction:
             existing = transaction.get(requested.kind, requested.namespace, requested.name)

@@ -93,32 +93,47 @@ class SQLiteStore(ChangeLogStore):
             raise ValueError("change_log_size must be at least 1")
         self.path = Path(path)
         self._change_log_size = change_log_size
+        self._busy_timeout = busy_timeout
         self._db = _open(self.path, busy_timeout)
 
     @contextmanager
-    def _write(self) -> Iterator[WriteTransaction]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _sqlite_errors(self) -> Iterator[None]:
+        """The one place SQLite's exceptions become StoreErrors."""
         try:
-            yield _SQLiteWrite(self)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            yield
+        except sqlite3.Error as error:
+            hint = ""
+            if "locked" in str(error):
+                hint = f" (another process held the write lock over {self._busy_timeout:g} s)"
+            raise StoreError(f"{self.path}: {error}{hint}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[WriteTransaction]:
+        with self._sqlite_errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteWrite(self)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """A read transaction: every SELECT inside sees the same committed state."""
-        self._db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._db.execute("COMMIT")
+        with self._sqlite_errors():
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
 
     def _read(self, kind: str, namespace: str, name: str) -> Resource | None:
-        row = self._db.execute(
-            "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-            (kind, namespace, name),
-        ).fetchone()
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone()
         return None if row is None else self._decode(row[0])
 
     def _read_all(self, kind: str, namespace: str | None) -> tuple[Sequence[Resource], int]:
@@ -160,7 +175,8 @@ class SQLiteStore(ChangeLogStore):
     def _change_token(self) -> object:
         # data_version moves when another connection commits; our own commits move the
         # local counter. Reading it touches no table: it is the cheap idle check.
-        (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
+        with self._sqlite_errors():
+            (data_version,) = self._db.execute("PRAGMA data_version").fetchone()
         return (data_version, self._local_writes)
 
     def _close_storage(self) -> None:
