@@ -7,6 +7,7 @@ callbacks, `set_protocol`, half-close), so testing on the default loop would pro
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -16,4 +17,6 @@ import uvloop
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if os.environ.get("GOSSAMER_TEST_LOOP") == "asyncio":  # to compare with asyncio's loop
+        return {"asyncio": asyncio.new_event_loop}
     return {"uvloop": uvloop.new_event_loop}

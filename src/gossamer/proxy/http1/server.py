@@ -30,8 +30,10 @@ log = logging.getLogger("gossamer.proxy.http1")
 
 # After an error response, how long and how much the proxy keeps reading (and dropping)
 # what the client still sends before it closes; see `_Linger`.
+# Generous in bytes: dropping them holds no memory, and clients that send a whole body
+# before reading (http.client) must get to read the response.
 LINGER_SECONDS = 2.0
-LINGER_BYTES = 1024 * 1024
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 class _HeadTooLarge(Exception):
@@ -256,7 +258,10 @@ class Http1ServerProtocol(asyncio.Protocol):
             or exchange.upgrade
             or (self.client_eof and not self._queue)
         ):
-            self._close()
+            if exchange.request_done:
+                self._close()
+            else:
+                self._close_lingering()  # the rest of the body is still on its way
             return
         if self._queue:
             self.active = self._queue.popleft()
@@ -298,18 +303,23 @@ class Http1ServerProtocol(asyncio.Protocol):
         """Answers a request the proxy will not forward, then closes the connection."""
         log.info("%s http1 from %s:%s: %s", self.ctx.direction, *self.ctx.client, message)
         self._in_head = False
-        if self.active is None or not self.active.response_started:
-            if self.active is not None and self.active.upstream is not None:
-                self.active.upstream.exchange = None
-                self.active.upstream.close()
+        active = self.active
+        if active is not None and active.upstream is not None:
+            # Whatever it is sending cannot be completed on a connection that is closing.
+            active.upstream.exchange = None
+            active.upstream.close()
+        if active is None or not active.response_started:
             self.write(simple_response_h1(status, message))
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Closes after a last response while the client may still be sending (see `_Linger`)."""
         transport = self.transport
         if transport is None or transport.is_closing() or not transport.can_write_eof():
             self._close()
             return
         transport.write_eof()
-        linger = _Linger(self, transport)
-        transport.set_protocol(linger)
+        transport.set_protocol(_Linger(self, transport))
         transport.resume_reading()
 
     def _header_timed_out(self) -> None:
