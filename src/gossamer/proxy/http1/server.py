@@ -28,10 +28,10 @@ from gossamer.proxy.tcp import errno_label, reset
 log = logging.getLogger("gossamer.proxy.http1")
 
 
-# After an error response, how long and how much the proxy keeps reading (and dropping)
-# what the client still sends before it closes; see `_Linger`.
-# Generous in bytes: dropping them holds no memory, and clients that send a whole body
-# before reading (http.client) must get to read the response.
+# After a last response, how long and how much the proxy keeps reading (and dropping) what
+# the client still sends before it closes; see `_Linger`. Generous in bytes: dropping holds
+# no memory, and clients that send a whole body before reading (http.client) must get to
+# read the response.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
 
@@ -355,7 +355,7 @@ class Http1ServerProtocol(asyncio.Protocol):
 
 
 class _Linger(asyncio.Protocol):
-    """Closes a rejected client's connection without destroying the error response.
+    """Closes a client's connection after its last response without destroying it.
 
     The client may still be sending (the rest of an oversized head, a body): closing with
     unread input makes the kernel send a reset, and a reset can discard the response before
