@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from gossamer import __version__
+from gossamer.cli.controller import controller_command
 from gossamer.cli.init import init_command
 from gossamer.cli.proxy import proxy_command
 
@@ -20,3 +21,4 @@ def main() -> None:
 
 main.add_command(proxy_command)
 main.add_command(init_command)
+main.add_command(controller_command)

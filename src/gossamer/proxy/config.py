@@ -9,6 +9,7 @@ timeout, 1 s outbound connect timeout).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,11 @@ class ProxyConfig:
     detect_max_bytes: int = 1024
     outbound_connect_timeout: float = 1.0
     inbound_connect_timeout: float = 1.0
+    # The destination service (host:port); without it, outbound traffic goes to the original
+    # destination unresolved.
+    destination_addr: ListenAddr | None = None
+    # Who this proxy is, for the control plane: {"ns": ..., "pod": ...}.
+    destination_context: str = ""
     shutdown_grace_period: float = 30.0
     admin_shutdown_enabled: bool = False
     log_level: str = "info"
@@ -177,6 +183,8 @@ class ProxyConfig:
             inbound_connect_timeout=env.duration(
                 "INBOUND_CONNECT_TIMEOUT", defaults.inbound_connect_timeout
             ),
+            destination_addr=env.optional_addr("DESTINATION_SVC_ADDR"),
+            destination_context=env.json_object("DESTINATION_CONTEXT"),
             shutdown_grace_period=env.duration(
                 "SHUTDOWN_GRACE_PERIOD", defaults.shutdown_grace_period
             ),
@@ -258,6 +266,23 @@ class _Env:
         except ValueError:
             raise self._fail(name, raw, "host must be an IP address") from None
         return ListenAddr(host, self._port(name, raw, port_text))
+
+    def json_object(self, name: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return ""
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise self._fail(name, raw, "not valid JSON") from None
+        if not isinstance(value, dict):
+            raise self._fail(name, raw, "expected a JSON object")
+        return raw
+
+    def optional_addr(self, name: str) -> ListenAddr | None:
+        if self._raw(name) is None:
+            return None
+        return self.addr(name, ListenAddr("0.0.0.0", 0))
 
     def ports(self, name: str, default: frozenset[int]) -> frozenset[int]:
         """A comma-separated list of ports and ranges (`25,587,8000-8010`)."""

@@ -48,6 +48,15 @@ class Proxy:
     async def start(self) -> None:
         config = self.config
         self._stop = asyncio.Event()
+        if config.destination_addr is not None:
+            from gossamer.proxy.control.destination import DestinationClient
+
+            context = json.loads(config.destination_context) if config.destination_context else {}
+            discovery = DestinationClient(
+                (config.destination_addr.host, config.destination_addr.port), context
+            )
+            self.runtime.discovery = discovery
+            self.runtime.metrics.register(discovery)
         state = AdminState(
             self.runtime.metrics,
             ready=lambda: self.ready and not self.runtime.draining,
@@ -83,6 +92,8 @@ class Proxy:
             close_all = getattr(pool, "close_all", None)
             if close_all is not None:
                 close_all()
+        if self.runtime.discovery is not None:
+            self.runtime.discovery.close()
         if self.admin is not None:
             self.admin.close()
         log.info("shutdown %s", "complete" if clean else "forced after the grace period")

@@ -13,11 +13,14 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.errors import ConnectRefused, ConnectTimeout, ConnectUnreachable, ProxyError
 from gossamer.proxy.metrics import ProxyMetrics, TlsLabels
+
+if TYPE_CHECKING:
+    from gossamer.proxy.control.destination import DestinationClient, EndpointMeta
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -39,6 +42,8 @@ class ConnectionContext:
     # How the accepted connection is secured, and how the one to the target will be.
     tls_src: TlsLabels
     tls_dst: TlsLabels
+    # What discovery said of the chosen endpoint (outbound, when the target is meshed).
+    endpoint: EndpointMeta | None = None
 
     @property
     def target_addr(self) -> str:
@@ -65,6 +70,8 @@ class ProxyRuntime:
         self._idle_waiters: list[asyncio.Future[None]] = []
         # Upstream connection pools by protocol ("http1", "h2"), created by their modules.
         self.pools: dict[str, object] = {}
+        # Set when the proxy has a destination service to ask (outbound resolution).
+        self.discovery: DestinationClient | None = None
 
     # -- connection registry, for graceful shutdown ------------------------------------
     def track(self, conn: Drainable) -> None:

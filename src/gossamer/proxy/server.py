@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.detect import Protocol, detect
 from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
 from gossamer.proxy.origdst import original_dst
 from gossamer.proxy.runtime import INBOUND, OUTBOUND, ConnectionContext, ProxyRuntime
+
+if TYPE_CHECKING:
+    # Imported for types only: discovery brings h2 along, which a proxy without a
+    # control plane never loads.
+    from gossamer.proxy.control.destination import DestinationClient, DestinationWatch
 
 log = logging.getLogger("gossamer.proxy.server")
 
@@ -40,7 +45,18 @@ class Handlers:
 
 
 class DetectProtocol(asyncio.Protocol):
-    __slots__ = ("_buf", "_ctx", "_direction", "_handlers", "_runtime", "_timer", "_transport")
+    __slots__ = (
+        "_buf",
+        "_ctx",
+        "_direction",
+        "_eof",
+        "_handlers",
+        "_resolving",
+        "_runtime",
+        "_timer",
+        "_transport",
+        "_verdict",
+    )
 
     def __init__(self, runtime: ProxyRuntime, direction: str, handlers: Handlers) -> None:
         self._runtime = runtime
@@ -50,6 +66,10 @@ class DetectProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._ctx: ConnectionContext | None = None
+        # While discovery has not answered, a verdict waits here (with the client's EOF).
+        self._resolving = False
+        self._verdict: Protocol | None = None
+        self._eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
@@ -83,7 +103,15 @@ class DetectProtocol(asyncio.Protocol):
                 OUTBOUND, client, orig, orig, OUTBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
             )
         self._ctx = ctx
-        if orig[1] in config.opaque_ports:
+        discovery = self._runtime.discovery
+        if ctx.direction == OUTBOUND and discovery is not None:
+            watch = discovery.lookup_now(orig)
+            if watch is not None:
+                _route(ctx, watch)
+            else:
+                self._resolving = True
+                asyncio.get_running_loop().create_task(self._resolve(discovery, orig))
+        if orig[1] in config.opaque_ports or (ctx.endpoint is not None and ctx.endpoint.opaque):
             self._hand_off(Protocol.OPAQUE)
             return
         self._timer = asyncio.get_running_loop().call_later(
@@ -92,6 +120,11 @@ class DetectProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._verdict is not None:
+            # Detected, waiting for discovery: hold what arrives, but not without bound.
+            if len(self._buf) > self._runtime.config.buffers.high and self._transport:
+                self._transport.pause_reading()
+            return
         verdict = detect(self._buf, self._runtime.config.detect_max_bytes)
         if verdict is not Protocol.NEED_MORE:
             self._hand_off(verdict)
@@ -111,10 +144,28 @@ class DetectProtocol(asyncio.Protocol):
         log.debug("protocol detection timed out; treating the connection as opaque")
         self._hand_off(Protocol.OPAQUE)
 
+    async def _resolve(self, discovery: DestinationClient, orig: tuple[str, int]) -> None:
+        watch = await discovery.resolve(orig)
+        self._resolving = False
+        ctx = self._ctx
+        if ctx is None:
+            return
+        if watch is not None:
+            _route(ctx, watch)
+        if ctx.endpoint is not None and ctx.endpoint.opaque:
+            self._hand_off(Protocol.OPAQUE, self._eof)
+        elif self._verdict is not None:
+            self._hand_off(self._verdict, self._eof)
+
     def _hand_off(self, protocol: Protocol, eof: bool = False) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._resolving:
+            if self._verdict is None:
+                self._verdict = protocol
+            self._eof = self._eof or eof
+            return
         transport, ctx = self._transport, self._ctx
         if transport is None or ctx is None or transport.is_closing():
             return
@@ -122,11 +173,20 @@ class DetectProtocol(asyncio.Protocol):
         handler = self._handlers.for_protocol(protocol)(self._runtime, ctx)
         transport.set_protocol(handler)
         handler.connection_made(transport)
+        if self._verdict is not None:
+            transport.resume_reading()
         if self._buf:
             buf, self._buf = self._buf, b""
             handler.data_received(buf)
         if eof and not transport.is_closing() and not handler.eof_received():
             transport.close()
+
+
+def _route(ctx: ConnectionContext, watch: DestinationWatch) -> None:
+    """Points an outbound connection at an endpoint of the service discovery found."""
+    picked = watch.pick() if watch.exists else None
+    if picked is not None:
+        ctx.target, ctx.endpoint = picked
 
 
 async def listen(

@@ -4,6 +4,7 @@ GET /bytes/N   N deterministic bytes, with x-sha256 of the body
 POST /echo     the request body back, with x-sha256 of what arrived
 GET /slow/MS   waits MS milliseconds, then answers "slow"
 GET /status/N  answers with status N
+GET /          "hello from NAME" (NAME: the second argument)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "status":
             self._send(int(parts[1]), b"status")
         else:
-            self._send(200, b"hello from " + self.server.server_address[0].encode())
+            self._send(200, b"hello from " + NAME.encode())
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
@@ -66,8 +67,14 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, body)
 
 
+NAME = "origin"
+
+
 def main() -> None:
+    global NAME
     port = int(sys.argv[1])
+    if len(sys.argv) > 2:
+        NAME = sys.argv[2]
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = True
     server.serve_forever()
