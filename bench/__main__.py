@@ -70,9 +70,7 @@ def _measure(
 ) -> tuple[list[ScenarioRecord], dict[str, int]]:
     records = [ScenarioRecord(s) for s in scenarios]
     for record in records:
-        broken = [
-            f"{n}: {live.broken[n]}" for n in record.scenario.path.proxies if n in live.broken
-        ]
+        broken = [f"{n}: {live.broken[n]}" for n in record.scenario.proxies if n in live.broken]
         if broken:
             record.error = "proxy did not start: " + "; ".join(broken)
     healthy = [r.scenario for r in records if r.error is None]

@@ -156,7 +156,7 @@ class LiveTestbed:
 
     def check_path(self, scenario: Scenario) -> None:
         """One request along the scenario's path must answer 200 with the origin's body."""
-        pod = self.pods[scenario.path.client_pod]
+        pod = self.pods[scenario.client_pod]
         flags = ["--http2-prior-knowledge"] if scenario.protocol == H2 else ["--http1.1"]
         url = self.url(scenario.target)
         done = pod.exec(

@@ -81,9 +81,9 @@ class ScenarioRunner:
 
     def run(self, scenario: Scenario) -> Measurement:
         live, settings = self.live, self.settings
-        pod = live.pods[scenario.path.client_pod]
+        pod = live.pods[scenario.client_pod]
         url = live.url(scenario.target)
-        names = scenario.path.proxies
+        names = scenario.proxies
         self._require_alive(names)
         pids = [live.proxies[name].pid for name in names]
         gossamer = [name for name in names if live.spec.proxy(name).kind == "gossamer"]

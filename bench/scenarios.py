@@ -7,101 +7,81 @@ load generator runs in, the address it dials, the proxy instances whose CPU and 
 for it, and (for Gossamer) the HAProxy scenario its ratios are taken against.
 
 Later comparisons (mTLS mesh path vs two HAProxy with TLS, gRPC Certify rate, destination
-scale) add entries to PATHS or a new list of their own with the same shape.
+scale) add entries to `_paths` or a list of their own with the same shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.testbed import H1, H2, ORIGIN_H1_PORT, ORIGIN_H2_PORT, Endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class PathSpec:
-    name: str
-    system: str  # "direct", "gossamer", "haproxy", "nginx"
-    client_pod: str
-    # Where the load generator connects, per protocol.
-    h1_target: Endpoint
-    h2_target: Endpoint
-    proxies: tuple[str, ...] = ()
-    # The HAProxy path the ratios compare to, and the label of those ratios.
-    baseline: str | None = None
-    ratio_label: str | None = None
+from bench.testbed import H1, PORTS, PROTOCOLS, Endpoint, named, origin_port
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    name: str
-    path: PathSpec
+    path: str  # "gossamer-mesh"
+    system: str  # "direct", "gossamer", "haproxy", "nginx"
     protocol: str
+    client_pod: str
+    target: Endpoint
+    proxies: tuple[str, ...] = ()
+    # The HAProxy path the ratios compare to, and the label of those ratios.
+    baseline_path: str | None = None
+    ratio_base: str | None = None
 
     @property
-    def target(self) -> Endpoint:
-        return self.path.h1_target if self.protocol == H1 else self.path.h2_target
+    def name(self) -> str:
+        return f"{self.path}/{self.protocol}"
 
     @property
     def baseline(self) -> str | None:
-        base = self.path.baseline
-        return None if base is None else f"{base}/{self.protocol}"
+        path = self.baseline_path
+        return None if path is None else f"{path}/{self.protocol}"
 
     @property
     def ratio_label(self) -> str | None:
-        label = self.path.ratio_label
-        if label is None:
+        """`single_proxy` for HTTP/1.1, `single_proxy_h2` for HTTP/2."""
+        base = self.ratio_base
+        if base is None:
             return None
-        return label if self.protocol == H1 else f"{label}_{self.protocol}"
+        return base if self.protocol == H1 else f"{base}_{self.protocol}"
 
 
-def _origin(pod: str) -> tuple[Endpoint, Endpoint]:
-    return Endpoint(pod, ORIGIN_H1_PORT), Endpoint(pod, ORIGIN_H2_PORT)
+def _paths(p: str) -> tuple[Scenario, ...]:
+    """One round's order: systems alternate so that drift in the machine's speed during a
+    run falls on all of them alike."""
+
+    def explicit(path: str, system: str, *instances: str) -> Scenario:
+        target = Endpoint(None, PORTS[instances[0]][p])
+        return Scenario(path, system, p, "client", target, tuple(named(i, p) for i in instances))
+
+    return (
+        Scenario("direct", "direct", p, "client", Endpoint("origin", origin_port(p))),
+        explicit("haproxy-single", "haproxy", "haproxy-single"),
+        Scenario(
+            "gossamer-single",
+            "gossamer",
+            p,
+            named("gs-a", p),
+            Endpoint("origin", origin_port(p)),
+            (named("gossamer-single", p),),
+            baseline_path="haproxy-single",
+            ratio_base="single_proxy",
+        ),
+        explicit("nginx-single", "nginx", "nginx-single"),
+        explicit("haproxy-chain", "haproxy", "haproxy-chain-a", "haproxy-chain-b"),
+        Scenario(
+            "gossamer-mesh",
+            "gossamer",
+            p,
+            named("gm-a", p),
+            Endpoint(named("gm-b", p), origin_port(p)),
+            (named("gossamer-mesh-a", p), named("gossamer-mesh-b", p)),
+            baseline_path="haproxy-chain",
+            ratio_base="mesh_path",
+        ),
+        explicit("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),
+    )
 
 
-def _loopback(port: int) -> tuple[Endpoint, Endpoint]:
-    return Endpoint(None, port), Endpoint(None, port + 1)
-
-
-# The order is the order of a round: systems alternate so that drift in the machine's speed
-# during a run falls on all of them alike.
-PATHS: tuple[PathSpec, ...] = (
-    PathSpec("direct", "direct", "client", *_origin("origin")),
-    PathSpec("haproxy-single", "haproxy", "client", *_loopback(10080), ("haproxy-single",)),
-    PathSpec(
-        "gossamer-single",
-        "gossamer",
-        "gs-a",
-        *_origin("origin"),
-        ("gossamer-single",),
-        baseline="haproxy-single",
-        ratio_label="single_proxy",
-    ),
-    PathSpec("nginx-single", "nginx", "client", *_loopback(11080), ("nginx-single",)),
-    PathSpec(
-        "haproxy-chain",
-        "haproxy",
-        "client",
-        *_loopback(10180),
-        ("haproxy-chain-a", "haproxy-chain-b"),
-    ),
-    PathSpec(
-        "gossamer-mesh",
-        "gossamer",
-        "gm-a",
-        *_origin("gm-b"),
-        ("gossamer-mesh-a", "gossamer-mesh-b"),
-        baseline="haproxy-chain",
-        ratio_label="mesh_path",
-    ),
-    PathSpec(
-        "nginx-chain",
-        "nginx",
-        "client",
-        *_loopback(11180),
-        ("nginx-chain-a", "nginx-chain-b"),
-    ),
-)
-
-SCENARIOS: tuple[Scenario, ...] = tuple(
-    Scenario(f"{path.name}/{protocol}", path, protocol) for protocol in (H1, H2) for path in PATHS
-)
+SCENARIOS: tuple[Scenario, ...] = tuple(s for p in PROTOCOLS for s in _paths(p))

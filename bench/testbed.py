@@ -6,13 +6,15 @@ REDIRECT (the proxy finds its target from SO_ORIGINAL_DST) and inbound traffic t
 proxy's inbound port. HAProxy and nginx are explicit proxies: the client dials them on
 loopback and each listener (`Route`) forwards to a fixed upstream.
 
-    client  (wrk, h2load; haproxy-single, haproxy-chain-a, nginx-single, nginx-chain-a)
-    origin  (origin nginx; haproxy-chain-b, nginx-chain-b)
-    gs-a    meshed: wrk, h2load, gossamer-single (outbound)            -> origin
-    gm-a    meshed: wrk, h2load, gossamer-mesh-a (outbound)            -> gm-b
-    gm-b    meshed: gossamer-mesh-b (inbound) -> origin nginx on 127.0.0.1
+    client      wrk, h2load; haproxy-single-*, haproxy-chain-a-*, nginx-single-*, nginx-chain-a-*
+    origin      origin nginx; haproxy-chain-b-*, nginx-chain-b-*
+    gs-a-h1     meshed: wrk, h2load, gossamer-single-h1 (outbound)       -> origin
+    gm-a-h1     meshed: wrk, h2load, gossamer-mesh-a-h1 (outbound)       -> gm-b-h1
+    gm-b-h1     meshed: gossamer-mesh-b-h1 (inbound) -> origin nginx on 127.0.0.1
+    (and the same three pods for h2)
 
-Each proxy instance serves one path only, so its CPU time and RSS belong to that path.
+Every proxy instance serves one scenario (one path, one protocol), so its CPU time and its
+memory, which a Python heap does not give back, belong to that scenario alone.
 New comparisons (mTLS between hops, other proxies) add pods, instances and routes here.
 """
 
@@ -29,6 +31,20 @@ GOSSAMER_ADMIN_PORT = 4191
 
 H1 = "h1"
 H2 = "h2"
+PROTOCOLS = (H1, H2)
+
+LOCAL = "127.0.0.1"
+ANY = "0.0.0.0"
+
+# Listener ports of the explicit proxies, by instance and protocol.
+PORTS = {
+    "haproxy-single": {H1: 10080, H2: 10081},
+    "haproxy-chain-a": {H1: 10180, H2: 10181},
+    "haproxy-chain-b": {H1: 9080, H2: 9081},
+    "nginx-single": {H1: 11080, H2: 11081},
+    "nginx-chain-a": {H1: 11180, H2: 11181},
+    "nginx-chain-b": {H1: 9180, H2: 9181},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,62 +95,87 @@ class Testbed:
         raise KeyError(name)
 
 
-def _pair(
-    bind: str, port: int, upstream_pod: str | None, h1: int, h2: int, h2_up: str
-) -> tuple[Route, Route]:
-    """An HTTP/1.1 listener on `port` and an HTTP/2 one on `port + 1`."""
+def origin_port(protocol: str) -> int:
+    return ORIGIN_H1_PORT if protocol == H1 else ORIGIN_H2_PORT
+
+
+def named(base: str, protocol: str) -> str:
+    """The per-protocol name of a pod or proxy instance: `gs-a` -> `gs-a-h1`."""
+    return f"{base}-{protocol}"
+
+
+def _route(instance: str, p: str, bind: str, upstream: Endpoint, upstream_p: str) -> Route:
+    return Route(bind, PORTS[instance][p], p, upstream, upstream_p)
+
+
+def _explicit(p: str) -> tuple[ProxySpec, ...]:
+    """HAProxy speaks the client's protocol upstream, as Gossamer does; nginx's proxy_pass
+    speaks HTTP/1.1 only, so its HTTP/2 instances are HTTP/2 on the first hop alone."""
+    origin = Endpoint("origin", origin_port(p))
+    loopback_origin = Endpoint(None, origin_port(p))
+    haproxy_b = Endpoint("origin", PORTS["haproxy-chain-b"][p])
+    nginx_b = Endpoint("origin", PORTS["nginx-chain-b"][p])
     return (
-        Route(bind, port, H1, Endpoint(upstream_pod, h1), H1),
-        Route(bind, port + 1, H2, Endpoint(upstream_pod, h2), h2_up),
+        ProxySpec(
+            named("haproxy-single", p),
+            "haproxy",
+            "client",
+            (_route("haproxy-single", p, LOCAL, origin, p),),
+        ),
+        ProxySpec(
+            named("haproxy-chain-a", p),
+            "haproxy",
+            "client",
+            (_route("haproxy-chain-a", p, LOCAL, haproxy_b, p),),
+        ),
+        ProxySpec(
+            named("haproxy-chain-b", p),
+            "haproxy",
+            "origin",
+            (_route("haproxy-chain-b", p, ANY, loopback_origin, p),),
+        ),
+        ProxySpec(
+            named("nginx-single", p),
+            "nginx",
+            "client",
+            (_route("nginx-single", p, LOCAL, Endpoint("origin", ORIGIN_H1_PORT), H1),),
+        ),
+        ProxySpec(
+            named("nginx-chain-a", p),
+            "nginx",
+            "client",
+            (_route("nginx-chain-a", p, LOCAL, nginx_b, H1),),
+        ),
+        ProxySpec(
+            named("nginx-chain-b", p),
+            "nginx",
+            "origin",
+            (Route(ANY, nginx_b.port, H1, Endpoint(None, ORIGIN_H1_PORT), H1),),
+        ),
     )
 
 
-LOCAL = "127.0.0.1"
-ANY = "0.0.0.0"
+def _gossamer_pods(p: str) -> tuple[PodSpec, ...]:
+    return (
+        PodSpec(named("gs-a", p), meshed=True),
+        PodSpec(named("gm-a", p), meshed=True),
+        PodSpec(named("gm-b", p), meshed=True, origin=True),
+    )
+
+
+def _gossamer(p: str) -> tuple[ProxySpec, ...]:
+    return (
+        ProxySpec(named("gossamer-single", p), "gossamer", named("gs-a", p)),
+        ProxySpec(named("gossamer-mesh-a", p), "gossamer", named("gm-a", p)),
+        ProxySpec(named("gossamer-mesh-b", p), "gossamer", named("gm-b", p)),
+    )
+
 
 TESTBED = Testbed(
     pods=(
         PodSpec("client"),
         PodSpec("origin", origin=True),
-        PodSpec("gs-a", meshed=True),
-        PodSpec("gm-a", meshed=True),
-        PodSpec("gm-b", meshed=True, origin=True),
+        *(pod for p in PROTOCOLS for pod in _gossamer_pods(p)),
     ),
-    proxies=(
-        ProxySpec("gossamer-single", "gossamer", "gs-a"),
-        ProxySpec("gossamer-mesh-a", "gossamer", "gm-a"),
-        ProxySpec("gossamer-mesh-b", "gossamer", "gm-b"),
-        # HAProxy speaks HTTP/2 to its upstream too, like Gossamer.
-        ProxySpec(
-            "haproxy-single",
-            "haproxy",
-            "client",
-            _pair(LOCAL, 10080, "origin", ORIGIN_H1_PORT, ORIGIN_H2_PORT, H2),
-        ),
-        ProxySpec(
-            "haproxy-chain-a", "haproxy", "client", _pair(LOCAL, 10180, "origin", 9080, 9081, H2)
-        ),
-        ProxySpec(
-            "haproxy-chain-b",
-            "haproxy",
-            "origin",
-            _pair(ANY, 9080, None, ORIGIN_H1_PORT, ORIGIN_H2_PORT, H2),
-        ),
-        # nginx proxies HTTP/2 only downstream: proxy_pass speaks HTTP/1.1 to upstreams.
-        ProxySpec(
-            "nginx-single",
-            "nginx",
-            "client",
-            _pair(LOCAL, 11080, "origin", ORIGIN_H1_PORT, ORIGIN_H1_PORT, H1),
-        ),
-        ProxySpec(
-            "nginx-chain-a", "nginx", "client", _pair(LOCAL, 11180, "origin", 9180, 9180, H1)
-        ),
-        ProxySpec(
-            "nginx-chain-b",
-            "nginx",
-            "origin",
-            (Route(ANY, 9180, H1, Endpoint(None, ORIGIN_H1_PORT), H1),),
-        ),
-    ),
+    proxies=tuple(spec for p in PROTOCOLS for spec in (*_gossamer(p), *_explicit(p))),
 )
