@@ -78,6 +78,21 @@ class Http2Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """Where the proxy gets its certificate, and what it trusts (mesh TLS is on with it)."""
+
+    svc_addr: ListenAddr
+    local_name: str
+    trust_anchors_pem: bytes
+    token_file: str
+    # Renew at this fraction of the certificate's lifetime (Linkerd renews at 70%).
+    refresh_fraction: float = 0.7
+    backoff_min: float = 0.5
+    backoff_max: float = 30.0
+    handshake_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class BufferLimits:
     """Write-buffer water marks: above `high` the proxy stops reading from the other side."""
 
@@ -103,6 +118,7 @@ class ProxyConfig:
     destination_addr: ListenAddr | None = None
     # Who this proxy is, for the control plane: {"ns": ..., "pod": ...}.
     destination_context: str = ""
+    identity: IdentityConfig | None = None
     shutdown_grace_period: float = 30.0
     admin_shutdown_enabled: bool = False
     log_level: str = "info"
@@ -184,6 +200,7 @@ class ProxyConfig:
                 "INBOUND_CONNECT_TIMEOUT", defaults.inbound_connect_timeout
             ),
             destination_addr=env.optional_addr("DESTINATION_SVC_ADDR"),
+            identity=_identity(env),
             destination_context=env.json_object("DESTINATION_CONTEXT"),
             shutdown_grace_period=env.duration(
                 "SHUTDOWN_GRACE_PERIOD", defaults.shutdown_grace_period
@@ -195,6 +212,37 @@ class ProxyConfig:
             http2=http2,
             buffers=buffers,
         )
+
+
+def _identity(env: _Env) -> IdentityConfig | None:
+    addr = env.optional_addr("IDENTITY_SVC_ADDR")
+    if addr is None or env.boolean("IDENTITY_DISABLED", False):
+        return None
+    name = env.text("IDENTITY_LOCAL_NAME", "")
+    if not name:
+        raise ConfigError(f"{ENV_PREFIX}IDENTITY_LOCAL_NAME is required with IDENTITY_SVC_ADDR")
+    anchors = env.text("IDENTITY_TRUST_ANCHORS", "")
+    anchors_file = env.text("IDENTITY_TRUST_ANCHORS_FILE", "")
+    if not anchors and anchors_file:
+        try:
+            with open(anchors_file, "rb") as handle:
+                anchors = handle.read().decode("ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{ENV_PREFIX}IDENTITY_TRUST_ANCHORS_FILE: {error}") from None
+    if "-----BEGIN CERTIFICATE-----" not in anchors:
+        raise ConfigError(
+            f"{ENV_PREFIX}IDENTITY_TRUST_ANCHORS (or _FILE) must hold PEM certificates"
+        )
+    token_file = env.text("IDENTITY_TOKEN_FILE", "")
+    if not token_file:
+        raise ConfigError(f"{ENV_PREFIX}IDENTITY_TOKEN_FILE is required with IDENTITY_SVC_ADDR")
+    return IdentityConfig(
+        svc_addr=addr,
+        local_name=name,
+        trust_anchors_pem=anchors.encode("ascii"),
+        token_file=token_file,
+        handshake_timeout=env.duration("TLS_HANDSHAKE_TIMEOUT", 10.0),
+    )
 
 
 class _Env:

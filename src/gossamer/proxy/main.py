@@ -57,9 +57,16 @@ class Proxy:
             )
             self.runtime.discovery = discovery
             self.runtime.metrics.register(discovery)
+        if config.identity is not None:
+            from gossamer.proxy.control.identity import IdentityManager
+
+            identity = IdentityManager(config.identity)
+            self.runtime.identity = identity
+            self.runtime.metrics.register(identity)
+            identity.start()
         state = AdminState(
             self.runtime.metrics,
-            ready=lambda: self.ready and not self.runtime.draining,
+            ready=self._ready,
             shutdown=self.stop,
             shutdown_enabled=config.admin_shutdown_enabled,
         )
@@ -76,6 +83,11 @@ class Proxy:
             "proxy ready: outbound %s, inbound %s, admin %s",
             config.outbound_listen, config.inbound_listen, config.admin_listen,
         )  # fmt: skip
+
+    def _ready(self) -> bool:
+        # Not ready until it holds a certificate: before that, meshed peers would be refused.
+        identity = self.runtime.identity
+        return self.ready and not self.runtime.draining and (identity is None or identity.ready())
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -94,6 +106,8 @@ class Proxy:
                 close_all()
         if self.runtime.discovery is not None:
             self.runtime.discovery.close()
+        if self.runtime.identity is not None:
+            self.runtime.identity.stop()
         if self.admin is not None:
             self.admin.close()
         log.info("shutdown %s", "complete" if clean else "forced after the grace period")

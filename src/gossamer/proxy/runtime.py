@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -21,6 +22,7 @@ from gossamer.proxy.metrics import ProxyMetrics, TlsLabels
 
 if TYPE_CHECKING:
     from gossamer.proxy.control.destination import DestinationClient, EndpointMeta
+    from gossamer.proxy.control.identity import IdentityManager
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -72,6 +74,8 @@ class ProxyRuntime:
         self.pools: dict[str, object] = {}
         # Set when the proxy has a destination service to ask (outbound resolution).
         self.discovery: DestinationClient | None = None
+        # Set when the proxy has an identity (mesh TLS both ways).
+        self.identity: IdentityManager | None = None
 
     # -- connection registry, for graceful shutdown ------------------------------------
     def track(self, conn: Drainable) -> None:
@@ -104,19 +108,50 @@ class ProxyRuntime:
 
     # -- upstream connections ----------------------------------------------------------
     async def connect(
-        self, target: tuple[str, int], factory: Callable[[], P], *, direction: str
+        self,
+        target: tuple[str, int],
+        factory: Callable[[], P],
+        *,
+        direction: str,
+        server_identity: str | None = None,
     ) -> tuple[asyncio.Transport, P]:
-        """Opens a TCP connection to `target`, turning failures into typed proxy errors."""
+        """Opens a connection to `target`, turning failures into typed proxy errors.
+
+        With `server_identity`, the connection is mesh TLS: our certificate goes out, and
+        the peer must prove exactly that identity."""
         timeout = (
             self.config.outbound_connect_timeout
             if direction == OUTBOUND
             else self.config.inbound_connect_timeout
         )
         loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        handshake: float | None = None
+        if server_identity is not None:
+            identity = self.identity
+            if identity is None or identity.client_context is None:
+                raise ProxyError(f"no certificate yet for mesh TLS to {server_identity}")
+            context = identity.client_context
+            handshake = identity.config.handshake_timeout
+            timeout += handshake
         try:
             transport, protocol = await asyncio.wait_for(
-                loop.create_connection(factory, target[0], target[1]), timeout
+                loop.create_connection(
+                    factory,
+                    target[0],
+                    target[1],
+                    ssl=context,
+                    server_hostname=server_identity,
+                    ssl_handshake_timeout=handshake,
+                ),
+                timeout,
             )
+        except ssl.SSLCertVerificationError as error:
+            raise ProxyError(
+                f"{_fmt(target)} failed to prove identity {server_identity}: {error.verify_message}"
+            ) from None
+        except ssl.SSLError as error:
+            raise ProxyError(f"TLS handshake with {_fmt(target)} failed: {error.reason}") from None
         except TimeoutError:
             raise ConnectTimeout(
                 f"connect to {_fmt(target)} timed out after {timeout:g}s"

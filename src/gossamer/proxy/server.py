@@ -14,14 +14,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.detect import Protocol, detect
-from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
+from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT, TlsLabels
 from gossamer.proxy.origdst import original_dst
 from gossamer.proxy.runtime import INBOUND, OUTBOUND, ConnectionContext, ProxyRuntime
+from gossamer.proxy.tls.contexts import peer_identity
+from gossamer.proxy.tls.hello import MAX_HELLO, NEED_MORE, client_hello_sni, looks_like_tls
+from gossamer.proxy.tls.terminate import terminate
 
 if TYPE_CHECKING:
     # Imported for types only: discovery brings h2 along, which a proxy without a
     # control plane never loads.
     from gossamer.proxy.control.destination import DestinationClient, DestinationWatch
+    from gossamer.proxy.control.identity import IdentityManager
 
 log = logging.getLogger("gossamer.proxy.server")
 
@@ -51,6 +55,7 @@ class DetectProtocol(asyncio.Protocol):
         "_direction",
         "_eof",
         "_handlers",
+        "_inside_tls",
         "_resolving",
         "_runtime",
         "_timer",
@@ -58,14 +63,22 @@ class DetectProtocol(asyncio.Protocol):
         "_verdict",
     )
 
-    def __init__(self, runtime: ProxyRuntime, direction: str, handlers: Handlers) -> None:
+    def __init__(
+        self,
+        runtime: ProxyRuntime,
+        direction: str,
+        handlers: Handlers,
+        inside_tls: ConnectionContext | None = None,
+    ) -> None:
         self._runtime = runtime
         self._direction = direction
         self._handlers = handlers
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._ctx: ConnectionContext | None = None
+        # Given for the plaintext inside terminated mesh TLS: the connection is known.
+        self._inside_tls = inside_tls
+        self._ctx: ConnectionContext | None = inside_tls
         # While discovery has not answered, a verdict waits here (with the client's EOF).
         self._resolving = False
         self._verdict: Protocol | None = None
@@ -79,6 +92,17 @@ class DetectProtocol(asyncio.Protocol):
             transport.abort()
             return
         config = self._runtime.config
+        if self._inside_tls is not None:
+            # The handshake succeeded: the client proved an identity that chains to our
+            # trust anchors.
+            client_id = peer_identity(transport.get_extra_info("peercert"))
+            self._inside_tls.tls_src = TlsLabels(
+                tls="true", no_tls_reason=None, client_id=client_id
+            )
+            self._timer = asyncio.get_running_loop().call_later(
+                config.detect_timeout, self._detect_timed_out
+            )
+            return
         orig = original_dst(transport.get_extra_info("socket"))
         client = transport.get_extra_info("peername")[:2]
         if orig is None:
@@ -107,7 +131,7 @@ class DetectProtocol(asyncio.Protocol):
         if ctx.direction == OUTBOUND and discovery is not None:
             watch = discovery.lookup_now(orig)
             if watch is not None:
-                _route(ctx, watch)
+                _route(ctx, watch, self._runtime.identity is not None)
             else:
                 self._resolving = True
                 asyncio.get_running_loop().create_task(self._resolve(discovery, orig))
@@ -124,6 +148,15 @@ class DetectProtocol(asyncio.Protocol):
             # Detected, waiting for discovery: hold what arrives, but not without bound.
             if len(self._buf) > self._runtime.config.buffers.high and self._transport:
                 self._transport.pause_reading()
+            return
+        identity = self._runtime.identity
+        if (
+            identity is not None
+            and self._direction == INBOUND
+            and self._inside_tls is None
+            and looks_like_tls(self._buf)
+        ):
+            self._tls_or_opaque(identity)
             return
         verdict = detect(self._buf, self._runtime.config.detect_max_bytes)
         if verdict is not Protocol.NEED_MORE:
@@ -144,6 +177,27 @@ class DetectProtocol(asyncio.Protocol):
         log.debug("protocol detection timed out; treating the connection as opaque")
         self._hand_off(Protocol.OPAQUE)
 
+    def _tls_or_opaque(self, identity: IdentityManager) -> None:
+        """Mesh TLS (the client asks for our identity) is terminated; other TLS is the
+        application's own and passes through as opaque bytes."""
+        sni = client_hello_sni(self._buf)
+        if sni == NEED_MORE and len(self._buf) < MAX_HELLO:
+            return
+        ctx, transport = self._ctx, self._transport
+        context = identity.server_context
+        if sni != identity.name or context is None or ctx is None or transport is None:
+            if sni == identity.name:
+                log.warning("mesh TLS from %s:%s before this proxy has a certificate", *ctx.client)  # type: ignore[union-attr]
+            self._hand_off(Protocol.OPAQUE)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._ctx = None
+        buffered, self._buf = self._buf, b""
+        inner = DetectProtocol(self._runtime, self._direction, self._handlers, inside_tls=ctx)
+        terminate(transport, buffered, context, inner, identity.config.handshake_timeout)
+
     async def _resolve(self, discovery: DestinationClient, orig: tuple[str, int]) -> None:
         watch = await discovery.resolve(orig)
         self._resolving = False
@@ -151,7 +205,7 @@ class DetectProtocol(asyncio.Protocol):
         if ctx is None:
             return
         if watch is not None:
-            _route(ctx, watch)
+            _route(ctx, watch, self._runtime.identity is not None)
         if ctx.endpoint is not None and ctx.endpoint.opaque:
             self._hand_off(Protocol.OPAQUE, self._eof)
         elif self._verdict is not None:
@@ -182,11 +236,18 @@ class DetectProtocol(asyncio.Protocol):
             transport.close()
 
 
-def _route(ctx: ConnectionContext, watch: DestinationWatch) -> None:
-    """Points an outbound connection at an endpoint of the service discovery found."""
+def _route(ctx: ConnectionContext, watch: DestinationWatch, mesh_tls: bool) -> None:
+    """Points an outbound connection at an endpoint of the service discovery found, with
+    mesh TLS when the endpoint is meshed and this proxy has an identity."""
     picked = watch.pick() if watch.exists else None
-    if picked is not None:
-        ctx.target, ctx.endpoint = picked
+    if picked is None:
+        return
+    ctx.target, ctx.endpoint = picked
+    if ctx.endpoint.identity is not None:
+        if mesh_tls:
+            ctx.tls_dst = TlsLabels(tls="true", no_tls_reason=None, server_id=ctx.endpoint.identity)
+        else:
+            ctx.tls_dst = TlsLabels(no_tls_reason="no_identity")
 
 
 async def listen(

@@ -217,7 +217,10 @@ class TcpForwardProtocol(asyncio.Protocol):
         client = self._transport
         try:
             upstream, placeholder = await self._runtime.connect(
-                self._ctx.target, _Connecting, direction=self._ctx.direction
+                self._ctx.target,
+                _Connecting,
+                direction=self._ctx.direction,
+                server_identity=self._ctx.tls_dst.server_id,
             )
         except ProxyError as error:
             log.info("tcp %s: %s", self._ctx.direction, error.detail)

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gossamer.proxy.http1")
 
-Target = tuple[str, int]
+# Connections are pooled per (address, identity the peer must prove): a mesh TLS connection
+# is never reused for plaintext or for another identity.
+Target = tuple[tuple[str, int], str | None]
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -174,8 +176,12 @@ class Http1Pool:
         return None
 
     async def connect(self, target: Target, direction: str, stats: TcpStats) -> UpstreamConnection:
+        address, identity = target
         _, conn = await self._runtime.connect(
-            target, lambda: UpstreamConnection(self, target, stats), direction=direction
+            address,
+            lambda: UpstreamConnection(self, target, stats),
+            direction=direction,
+            server_identity=identity,
         )
         return conn
 

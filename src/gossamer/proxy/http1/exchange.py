@@ -96,7 +96,7 @@ class Exchange:
     # -- request side (called by the client protocol) ----------------------------------
     def begin(self, pool: Http1Pool) -> None:
         """Starts sending: on a pooled connection now, or once a new one is made."""
-        conn = pool.checkout(self.server.ctx.target)
+        conn = pool.checkout(self.server.pool_key)
         if conn is not None:
             self._attach(conn)
         else:
@@ -105,7 +105,7 @@ class Exchange:
     async def _connect(self, pool: Http1Pool) -> None:
         server = self.server
         try:
-            conn = await pool.connect(server.ctx.target, server.ctx.direction, server.dst_stats)
+            conn = await pool.connect(server.pool_key, server.ctx.direction, server.dst_stats)
         except ProxyError as error:
             self.fail(error)
             return

@@ -50,6 +50,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self._max_head = config.http1.max_header_bytes
         self._header_timeout = config.http1.header_read_timeout
         self._pool = Http1Pool.of(runtime)
+        self.pool_key = (ctx.target, ctx.tls_dst.server_id)
         self._tls = ctx.tls_src if ctx.direction == INBOUND else ctx.tls_dst
         self.src_stats = runtime.metrics.tcp(ctx.direction, "src", ctx.target, ctx.tls_src)
         self.dst_stats = runtime.metrics.tcp(ctx.direction, "dst", ctx.target, ctx.tls_dst)

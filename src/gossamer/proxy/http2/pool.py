@@ -184,7 +184,12 @@ class TargetPool:
             return conn
 
         try:
-            _, conn = await runtime.connect(self.target, new_connection, direction=self.direction)
+            _, conn = await runtime.connect(
+                self.target,
+                new_connection,
+                direction=self.direction,
+                server_identity=self.tls.server_id,
+            )
         except ProxyError as error:
             self._connecting = None
             self._fail_pending(error)
