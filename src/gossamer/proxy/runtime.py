@@ -46,6 +46,9 @@ class ConnectionContext:
     tls_dst: TlsLabels
     # What discovery said of the chosen endpoint (outbound, when the target is meshed).
     endpoint: EndpointMeta | None = None
+    # Inbound: the client dialled the proxy's own port (opaque transport, see transport.py);
+    # the real target port comes in a header inside mesh TLS.
+    direct: bool = False
 
     @property
     def target_addr(self) -> str:

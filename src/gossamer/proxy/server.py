@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from gossamer.proxy import transport as transport_header
 from gossamer.proxy.detect import Protocol, detect
 from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT, TlsLabels
 from gossamer.proxy.origdst import original_dst
@@ -105,6 +106,16 @@ class DetectProtocol(asyncio.Protocol):
             return
         orig = original_dst(transport.get_extra_info("socket"))
         client = transport.get_extra_info("peername")[:2]
+        if self._direction == INBOUND and (orig is None or orig[1] == config.inbound_listen.port):
+            # Dialled the proxy itself: only opaque transport inside mesh TLS may do that.
+            local = transport.get_extra_info("sockname")[:2]
+            self._ctx = ConnectionContext(
+                INBOUND, client, local, local, INBOUND_PLAINTEXT, INBOUND_PLAINTEXT, direct=True
+            )
+            self._timer = asyncio.get_running_loop().call_later(
+                config.detect_timeout, self._detect_timed_out
+            )
+            return
         if orig is None:
             log.warning(
                 "%s connection from %s:%s was not redirected by iptables; closing",
@@ -144,6 +155,10 @@ class DetectProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        ctx = self._ctx
+        if ctx is not None and ctx.direct:
+            self._direct(ctx)
+            return
         if self._verdict is not None:
             # Detected, waiting for discovery: hold what arrives, but not without bound.
             if len(self._buf) > self._runtime.config.buffers.high and self._transport:
@@ -174,8 +189,43 @@ class DetectProtocol(asyncio.Protocol):
 
     def _detect_timed_out(self) -> None:
         self._timer = None
+        if self._ctx is not None and self._ctx.direct:
+            self._close_now()
+            return
         log.debug("protocol detection timed out; treating the connection as opaque")
         self._hand_off(Protocol.OPAQUE)
+
+    def _direct(self, ctx: ConnectionContext) -> None:
+        """A connection to the proxy's own port: mesh TLS, then an opaque transport header."""
+        identity = self._runtime.identity
+        if self._inside_tls is None:
+            if identity is not None and looks_like_tls(self._buf):
+                self._tls_or_opaque(identity)
+            else:
+                log.info("refused a direct connection from %s:%s: not mesh TLS", *ctx.client)
+                self._close_now()
+            return
+        try:
+            decoded = transport_header.decode(self._buf)
+        except transport_header.TransportHeaderError as error:
+            log.info("refused opaque transport from %s: %s", ctx.tls_src.client_id, error)
+            self._close_now()
+            return
+        if decoded is None:
+            return
+        port, self._buf = decoded
+        ctx.direct = False
+        ctx.orig_dst = (ctx.orig_dst[0], port)
+        ctx.target = (self._runtime.config.inbound_forward_ip, port)
+        self._hand_off(Protocol.OPAQUE)
+
+    def _close_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._ctx = None
+        if self._transport is not None:
+            self._transport.abort()
 
     def _tls_or_opaque(self, identity: IdentityManager) -> None:
         """Mesh TLS (the client asks for our identity) is terminated; other TLS is the
@@ -185,10 +235,15 @@ class DetectProtocol(asyncio.Protocol):
             return
         ctx, transport = self._ctx, self._transport
         context = identity.server_context
-        if sni != identity.name or context is None or ctx is None or transport is None:
+        if ctx is None or transport is None:
+            return
+        if sni != identity.name or context is None:
             if sni == identity.name:
-                log.warning("mesh TLS from %s:%s before this proxy has a certificate", *ctx.client)  # type: ignore[union-attr]
-            self._hand_off(Protocol.OPAQUE)
+                log.warning("mesh TLS from %s:%s before this proxy has a certificate", *ctx.client)
+            if ctx.direct:
+                self._close_now()
+            else:
+                self._hand_off(Protocol.OPAQUE)
             return
         if self._timer is not None:
             self._timer.cancel()

@@ -16,6 +16,7 @@ import socket
 import struct
 from typing import cast
 
+from gossamer.proxy import transport as transport_header
 from gossamer.proxy.errors import ProxyError
 from gossamer.proxy.metrics import TcpStats
 from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
@@ -215,9 +216,16 @@ class TcpForwardProtocol(asyncio.Protocol):
     async def _connect(self) -> None:
         assert self._transport is not None
         client = self._transport
+        ctx = self._ctx
+        target, header = ctx.target, b""
+        if ctx.tls_dst.server_id is not None:
+            # Opaque bytes over mesh TLS go to the peer proxy's own port, with a header
+            # naming the application's port (see transport.py).
+            header = transport_header.encode(target[1])
+            target = (target[0], self._runtime.config.inbound_listen.port)
         try:
             upstream, placeholder = await self._runtime.connect(
-                self._ctx.target,
+                target,
                 _Connecting,
                 direction=self._ctx.direction,
                 server_identity=self._ctx.tls_dst.server_id,
@@ -233,6 +241,8 @@ class TcpForwardProtocol(asyncio.Protocol):
         self._dst.on_open()
         pipe = self._pipe = Pipe(self._src, self._dst)
         pipe.on_close.append(self._on_pipe_closed)
+        if header:
+            upstream.write(header)
         pending = b"".join(self._pending)
         self._pending.clear()
         pipe.attach(
