@@ -27,20 +27,36 @@ class PodAddressPool:
         self.gateway = next(hosts)
         self._hosts = hosts
         self._released: list[ipaddress.IPv4Address] = []
+        self._taken: set[ipaddress.IPv4Address] = set()
 
     @property
     def prefixlen(self) -> int:
         return self.network.prefixlen
 
     def allocate(self) -> ipaddress.IPv4Address:
-        if self._released:
-            return self._released.pop(0)
-        try:
-            return next(self._hosts)
-        except StopIteration:
-            raise AddressPoolExhausted(f"no free address left in {self.network}") from None
+        while self._released:
+            address = self._released.pop(0)
+            if address not in self._taken:
+                self._taken.add(address)
+                return address
+        for address in self._hosts:
+            if address not in self._taken:
+                self._taken.add(address)
+                return address
+        raise AddressPoolExhausted(f"no free address left in {self.network}")
+
+    def reserve(self, address: ipaddress.IPv4Address) -> bool:
+        """Take this particular address (a pod keeping its address across a restart of local
+        mode's supervisor); False if it is taken, the gateway, or outside the subnet."""
+        if address not in self.network or address == self.gateway or address in self._taken:
+            return False
+        if address in (self.network.network_address, self.network.broadcast_address):
+            return False
+        self._taken.add(address)
+        return True
 
     def release(self, address: ipaddress.IPv4Address) -> None:
-        if address in self.network and address != self.gateway:
+        if address in self._taken:
+            self._taken.discard(address)
             self._released.append(address)
             self._released.sort()

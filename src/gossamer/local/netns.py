@@ -56,7 +56,8 @@ def list_namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def _delete_namespace(name: str) -> None:
+def delete_namespace(name: str) -> None:
+    """Delete a named network namespace; SandboxError if it is still there afterwards."""
     done = subprocess.run(
         ["ip", "netns", "delete", name], capture_output=True, text=True, timeout=30, check=False
     )
@@ -110,39 +111,66 @@ class Node:
         try:
             node._lock = RunLock.acquire(name)
             run_checked(["ip", "netns", "add", name])
-            _disable_ipv6(name)
-            run_checked(
-                ["ip", "-n", name, "-batch", "-"],
-                input="\n".join(
-                    [
-                        "link set lo up",
-                        f"link add {BRIDGE} type bridge",
-                        f"addr add {pool.gateway}/{pool.prefixlen} dev {BRIDGE}",
-                        f"link set {BRIDGE} up",
-                        # Anything not on the bridge is unreachable: an ICMP error at once.
-                        "route add unreachable default",
-                    ]
-                ),
-            )
-            # Forwarding lets the node answer "unreachable" for what it will not route; it
-            # has no link but the bridge, so nothing can be forwarded out of the sandbox.
-            _write_sysctl(name, "net/ipv4/ip_forward", "1")
+            _configure_node(name, pool)
         except BaseException:
             node.destroy()
             raise
         return node
 
-    def add_pod(self, name: str) -> Pod:
-        """A new pod: namespace, `lo` up, `eth0` on the bridge, an address, a default route."""
+    @classmethod
+    def open_or_create(cls, name: str, *, subnet: str = DEFAULT_SUBNET, state_dir: Path) -> Node:
+        """The node namespace called `name`: adopted if it exists, else created.
+
+        For local mode, whose node outlives every process (its name is fixed by the state
+        directory). No run lock is taken: the caller guarantees a single owner. `destroy`
+        deletes the namespace as for a created node; `state_dir` is never removed.
+        """
+        require_root()
+        if not _NAME.match(name):
+            raise SandboxError(f"node name {name!r}: use 1-32 of [a-z0-9-]")
+        pool = PodAddressPool(subnet)
+        node = cls(name, pool, state_dir, False)
+        if name not in list_namespaces():
+            run_checked(["ip", "netns", "add", name])
+            try:
+                _configure_node(name, pool)
+            except BaseException:
+                delete_namespace(name)
+                raise
+        elif not _has_bridge(name, pool):
+            _configure_node(name, pool)
+        return node
+
+    def add_pod(
+        self,
+        name: str,
+        *,
+        netns: str | None = None,
+        address: ipaddress.IPv4Address | None = None,
+        veth: str | None = None,
+        state_dir: Path | None = None,
+    ) -> Pod:
+        """A new pod: namespace, `lo` up, `eth0` on the bridge, an address, a default route.
+
+        By default the namespace is `<node>-<name>`, the address the next free one and the
+        logs go under the node's state directory. Local mode chooses all four itself (stable
+        names and addresses across supervisor restarts); a leftover namespace of the same
+        name is then deleted first, and `address` is kept if it is still free.
+        """
         if self._destroyed:
             raise SandboxError(f"node {self.name} is destroyed")
-        if not _NAME.match(name) or name in self.pods:
+        if name in self.pods or (netns is None and not _NAME.match(name)):
             raise SandboxError(f"pod name {name!r}: use a new name of [a-z0-9-], up to 32 chars")
-        netns = f"{self.name}-{name}"
-        address = self.pool.allocate()
-        veth = f"vp{self._next_veth}"
-        self._next_veth += 1
-        state_dir = self.state_dir / name
+        if netns is None:
+            netns = f"{self.name}-{name}"
+        elif netns in list_namespaces():
+            delete_namespace(netns)
+        if address is None or not self.pool.reserve(address):
+            address = self.pool.allocate()
+        if veth is None:
+            veth = f"vp{self._next_veth}"
+            self._next_veth += 1
+        state_dir = state_dir or self.state_dir / name
         state_dir.mkdir(parents=True, exist_ok=True)
         pod = Pod(name, netns, address, self.gateway, veth, state_dir)
         self.pods[name] = pod
@@ -174,7 +202,7 @@ class Node:
         if pod is None:
             return
         pod.stop_processes()
-        _delete_namespace(pod.netns)
+        delete_namespace(pod.netns)
         self.pool.release(pod.ip)
 
     def exec(
@@ -196,7 +224,7 @@ class Node:
         errors = []
         for netns in [pod.netns for pod in self.pods.values()] + [self.netns]:
             try:
-                _delete_namespace(netns)
+                delete_namespace(netns)
             except SandboxError as error:
                 errors.append(str(error))
         self.pods.clear()
@@ -216,6 +244,32 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, subnet={self.subnet}, pods={sorted(self.pods)})"
+
+
+def _configure_node(name: str, pool: PodAddressPool) -> None:
+    _disable_ipv6(name)
+    run_checked(
+        ["ip", "-n", name, "-batch", "-"],
+        input="\n".join(
+            [
+                "link set lo up",
+                f"link add {BRIDGE} type bridge",
+                f"addr add {pool.gateway}/{pool.prefixlen} dev {BRIDGE}",
+                f"link set {BRIDGE} up",
+                # Anything not on the bridge is unreachable: an ICMP error at once.
+                "route add unreachable default",
+            ]
+        ),
+    )
+    # Forwarding lets the node answer "unreachable" for what it will not route; it has no
+    # link but the bridge, so nothing can be forwarded out of the sandbox.
+    _write_sysctl(name, "net/ipv4/ip_forward", "1")
+
+
+def _has_bridge(name: str, pool: PodAddressPool) -> bool:
+    """True if the node namespace already has its bridge with the gateway address."""
+    done = run_checked(["ip", "-n", name, "-o", "-4", "addr", "show", "dev", BRIDGE], check=False)
+    return done.returncode == 0 and f" {pool.gateway}/{pool.prefixlen} " in done.stdout
 
 
 def _write_sysctl(netns: str, key: str, value: str) -> None:
@@ -256,7 +310,7 @@ def cleanup_leftovers(prefix: str = DEFAULT_PREFIX, *, force: bool = False) -> l
             continue  # its owner is alive
         try:
             for name in sorted(names, key=lambda n: n == run):  # pods first, the node last
-                _delete_namespace(name)
+                delete_namespace(name)
                 removed.append(name)
         finally:
             if lock is not None:
@@ -282,6 +336,7 @@ __all__ = [
     "Pod",
     "SandboxError",
     "cleanup_leftovers",
+    "delete_namespace",
     "list_namespaces",
     "require_root",
     "sandbox",

@@ -1,0 +1,339 @@
+"""One pod's life in local mode: namespace, init rules, proxy, app, restarts, status.
+
+Theory of operation. `start` runs three phases in one task:
+
+1. setup: the pod's namespace on the bridge (`NodeNetwork`), its hosts file (`ClusterDNS`)
+   and, for a meshed pod, `gossamer init`'s rules;
+2. the proxy (meshed pods): started as uid 2102 and polled on `<podIP>:4191/ready`; the app
+   starts only once it answers 200. A proxy that exits is started again with backoff;
+3. the app: started as root inside the namespace (so its outbound traffic is redirected to
+   the proxy), ready once something listens on its first port on 127.0.0.1. An app that
+   exits is started again after 1 s, 2 s, ... up to 1 min (`RestartBackoff`).
+
+Every exit counts as a restart. Each change of what the pod reports (phase, readiness, PIDs,
+restarts, reason) calls `on_change`, which the workload controller turns into a `Pod` status
+write. `stop` cancels the task, stops both processes by process group and removes the
+namespace and its `/etc/netns` files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gossamer.core.resources import (
+    Container,
+    ContainerPort,
+    EnvVar,
+    ObjectMeta,
+    PodPhase,
+    PodSpec,
+    PodStatus,
+    ProxyStatus,
+    Resource,
+    WorkloadSpec,
+)
+from gossamer.core.resources.formats import format_timestamp
+from gossamer.local.backoff import RestartBackoff
+from gossamer.local.hosts import PodIdentity
+from gossamer.local.iptables import InitConfig
+from gossamer.local.pod import ADMIN_PORT, PROXY_UID, Pod, base_env
+from gossamer.local.supervisor.children import Child, spawn
+from gossamer.local.supervisor.dns import ClusterDNS
+from gossamer.local.supervisor.network import NodeNetwork
+from gossamer.local.supervisor.probes import http_status, tcp_open_in_netns
+
+log = logging.getLogger(__name__)
+
+PROXY_CONTAINER = "gossamer-proxy"
+CONTROL_PLANE_LABEL = "gossamer.dev/control-plane-ns"
+NETNS_ANNOTATION = "local.gossamer.dev/netns"
+SETUP_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PodSettings:
+    python: str
+    node: str
+    destination_addr: str
+    owner: str  # the node's owner marker; a pod's processes carry `<owner>/pods/<ns>/<pod>/...`
+    proxy_ready_timeout: float = 30.0
+    probe_interval: float = 0.1
+    proxy_shutdown_grace: str = "2s"
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    """What one pod of a workload runs."""
+
+    namespace: str
+    name: str
+    workload: str
+    spec: WorkloadSpec
+    preferred_ip: ipaddress.IPv4Address | None = None
+
+
+class PodRuntime:
+    def __init__(
+        self,
+        plan: PodPlan,
+        network: NodeNetwork,
+        dns: ClusterDNS,
+        settings: PodSettings,
+        on_change: Callable[[PodRuntime], None],
+    ) -> None:
+        self.plan = plan
+        self._network = network
+        self._dns = dns
+        self._settings = settings
+        self._on_change = on_change
+        self.phase = PodPhase.PENDING
+        self.reason: str | None = "ContainerCreating"
+        self.message: str | None = None
+        self.restarts = 0
+        self.pod_ip: str | None = None
+        self.start_time: str | None = None
+        self.app_ready = False
+        self.proxy_ready = False
+        self.pids: dict[str, int] = {}
+        self._pod: Pod | None = None
+        self._children: dict[str, Child] = {}
+        self._proxy_ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.plan.namespace, self.plan.name)
+
+    @property
+    def meshed(self) -> bool:
+        return self.plan.spec.mesh
+
+    @property
+    def owner(self) -> str:
+        return f"{self._settings.owner}/pods/{self.plan.namespace}/{self.plan.name}"
+
+    @property
+    def ready(self) -> bool:
+        return self.app_ready and (self.proxy_ready or not self.meshed)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(
+            self._run(), name=f"pod {self.plan.namespace}/{self.plan.name}"
+        )
+
+    def _changed(self) -> None:
+        self._on_change(self)
+
+    async def _run(self) -> None:
+        try:
+            pod = await self._setup()
+            # A TaskGroup: if one loop fails, the other is cancelled with it.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._app_loop(pod))
+                if self.meshed:
+                    group.create_task(self._proxy_loop(pod))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("pod %s/%s failed", *self.key)
+            self.phase, self.reason, self.message = PodPhase.FAILED, "Error", str(error)
+            self._changed()
+
+    async def _setup(self) -> Pod:
+        backoff = RestartBackoff()
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            try:
+                pod = await self._network.add_pod(*self.key, self.plan.preferred_ip)
+                self._pod = pod
+                self.pod_ip = str(pod.ip)
+                self._dns.add_pod(
+                    pod.netns, PodIdentity(self.plan.namespace, self.plan.name, self.pod_ip)
+                )
+                if self.meshed:
+                    await self._network.install_init_rules(pod, InitConfig(proxy_uid=PROXY_UID))
+                self._changed()
+                return pod
+            except Exception as error:
+                if attempt == SETUP_ATTEMPTS:
+                    raise
+                log.warning("pod %s/%s: setup attempt %d failed: %s", *self.key, attempt, error)
+                self.reason, self.message = "NetworkSetupFailed", str(error)
+                self._changed()
+                await self._remove_network()
+                await asyncio.sleep(backoff.delay_after_exit(0.0))
+        raise AssertionError("unreachable")
+
+    def _proxy_env(self) -> dict[str, str]:
+        context = {
+            "ns": self.plan.namespace,
+            "nodeName": self._settings.node,
+            "pod": self.plan.name,
+        }
+        return base_env(
+            {
+                "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": self._settings.destination_addr,
+                "GOSSAMER_PROXY_DESTINATION_CONTEXT": json.dumps(context, sort_keys=True),
+                "GOSSAMER_PROXY_SHUTDOWN_GRACE_PERIOD": self._settings.proxy_shutdown_grace,
+            }
+        )
+
+    async def _proxy_loop(self, pod: Pod) -> None:
+        backoff = RestartBackoff()
+        argv = [*pod.netns_argv(PROXY_UID), self._settings.python, "-m", "gossamer.proxy"]
+        while True:
+            child = await spawn(
+                "proxy",
+                argv,
+                env=self._proxy_env(),
+                owner=f"{self.owner}/proxy",
+                log=pod.state_dir / "proxy.log",
+            )
+            self._children["proxy"] = child
+            self.pids["proxy"] = child.pid
+            self._changed()
+            if await self._wait_proxy_ready(pod, child):
+                self.proxy_ready = True
+                self._proxy_ready.set()
+                self._changed()
+                code = await child.wait()
+                why = f"proxy exited with code {code}"
+            else:
+                code = await child.stop()
+                why = f"proxy not ready within {self._settings.proxy_ready_timeout:.0f}s"
+            self.proxy_ready = False
+            self.restarts += 1
+            self.pids.pop("proxy", None)
+            delay = backoff.delay_after_exit(child.ran_for())
+            self.reason, self.message = "ProxyRestarting", f"{why}; restarting in {delay:.0f}s"
+            self._changed()
+            await asyncio.sleep(delay)
+
+    async def _wait_proxy_ready(self, pod: Pod, child: Child) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.proxy_ready_timeout
+        while child.running and loop.time() < deadline:
+            if await http_status(str(pod.ip), ADMIN_PORT, "/ready", timeout=1.0) == 200:
+                return True
+            await asyncio.sleep(self._settings.probe_interval)
+        return False
+
+    async def _app_loop(self, pod: Pod) -> None:
+        if self.meshed:
+            await self._proxy_ready.wait()
+        backoff = RestartBackoff()
+        spec = self.plan.spec
+        while True:
+            child = await spawn(
+                "app",
+                [*pod.netns_argv(), *spec.command],
+                env=base_env(spec.env),
+                owner=f"{self.owner}/app",
+                log=pod.state_dir / "app.log",
+            )
+            self._children["app"] = child
+            self.pids["app"] = child.pid
+            self.phase, self.reason, self.message = PodPhase.RUNNING, None, None
+            self.start_time = self.start_time or format_timestamp(datetime.now(UTC))
+            self._changed()
+            readiness = asyncio.create_task(self._watch_app_ready(pod, child))
+            code = await child.wait()
+            readiness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await readiness
+            self.app_ready = False
+            self.restarts += 1
+            self.pids.pop("app", None)
+            delay = backoff.delay_after_exit(child.ran_for())
+            self.reason = "CrashLoopBackOff" if code != 0 else "Completed"
+            self.message = f"app exited with code {code}; restarting in {delay:.0f}s"
+            self._changed()
+            await asyncio.sleep(delay)
+
+    async def _watch_app_ready(self, pod: Pod, child: Child) -> None:
+        ports = self.plan.spec.ports
+        while child.running:
+            if not ports or await tcp_open_in_netns(pod.netns, "127.0.0.1", ports[0]):
+                self.app_ready = True
+                self._changed()
+                return
+            await asyncio.sleep(self._settings.probe_interval)
+
+    async def stop(self) -> None:
+        """Stop both processes and remove the pod's namespace; safe to call twice."""
+        self.phase, self.reason, self.message = PodPhase.TERMINATING, None, None
+        self.app_ready = self.proxy_ready = False
+        self._changed()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        children = list(self._children.values())
+        for child in children:
+            child.send_sigterm()
+        await asyncio.gather(*(child.stop() for child in children))
+        self._children.clear()
+        self.pids.clear()
+        await self._remove_network()
+
+    async def _remove_network(self) -> None:
+        pod, self._pod = self._pod, None
+        if pod is not None:
+            self._dns.remove_pod(pod.netns)
+            await self._network.remove_pod(pod)
+
+    def to_resource(self) -> Resource:
+        """The `Pod` object this runtime reports."""
+        plan, spec = self.plan, self.plan.spec
+        containers = [
+            Container(
+                name=plan.workload,
+                command=spec.command,
+                env=tuple(EnvVar(name, value) for name, value in sorted(spec.env.items())),
+                ports=tuple(ContainerPort(port) for port in spec.ports),
+            )
+        ]
+        labels = dict(spec.pod_labels(plan.workload))
+        if self.meshed:
+            containers.append(
+                Container(
+                    name=PROXY_CONTAINER,
+                    command=(self._settings.python, "-m", "gossamer.proxy"),
+                    ports=(
+                        ContainerPort(4143, name="gossamer-proxy"),
+                        ContainerPort(ADMIN_PORT, name="gossamer-admin"),
+                    ),
+                )
+            )
+            labels[CONTROL_PLANE_LABEL] = "gossamer"
+        annotations = {}
+        if self._pod is not None:
+            annotations[NETNS_ANNOTATION] = self._pod.netns
+        status = PodStatus(
+            phase=self.phase,
+            pod_ip=self.pod_ip,
+            start_time=self.start_time,
+            restarts=self.restarts,
+            ready=self.ready,
+            reason=self.reason,
+            message=self.message,
+            proxy=ProxyStatus(self.proxy_ready) if self.meshed else None,
+            pids=dict(self.pids),
+        )
+        return Resource(
+            api_version="v1",
+            kind="Pod",
+            metadata=ObjectMeta(
+                name=plan.name, namespace=plan.namespace, labels=labels, annotations=annotations
+            ),
+            spec=PodSpec(
+                containers=tuple(containers), service_account_name=spec.service_account_name
+            ),
+            status=status,
+        )
