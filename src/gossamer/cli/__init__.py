@@ -8,9 +8,11 @@ from __future__ import annotations
 import click
 
 from gossamer import __version__
+from gossamer.cli.check import check_command
 from gossamer.cli.controller import controller_command
 from gossamer.cli.init import init_command
 from gossamer.cli.proxy import proxy_command
+from gossamer.cli.viz import viz_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,3 +24,5 @@ def main() -> None:
 main.add_command(proxy_command)
 main.add_command(init_command)
 main.add_command(controller_command)
+main.add_command(viz_command)
+main.add_command(check_command)

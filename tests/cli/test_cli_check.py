@@ -1,0 +1,143 @@
+"""`gossamer check` on missing, partial and broken state directories: what fails is marked
+with a cross and a hint, and the exit status is 1; what works gets a check mark."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gossamer.cli import main
+from gossamer.cli.check import FAIL, OK, WARN
+from gossamer.local.state import SupervisorStatus
+from tests.viz.mesh import demo_resources, fake_pods, pod, workload
+from tests.viz.state_dir import write_state_dir
+from tests.viz.support import PrometheusProcess, free_port, running_prometheus
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), fake_pods()) as running:
+        yield running
+
+
+def check(*args: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(main, ["check", *args])
+    return result.exit_code, result.stdout.splitlines()
+
+
+def marks(lines: list[str]) -> dict[str, str]:
+    """{check description: OK, FAIL or WARN}."""
+    return {line[2:]: line[0] for line in lines if line[:1] in (OK, FAIL, WARN) and line[1] == " "}
+
+
+def test_no_state_directory_stops_at_the_first_check(tmp_path: Path) -> None:
+    code, lines = check("--state-dir", str(tmp_path / "missing"))
+    assert code == 1
+    assert lines[:3] == ["gossamer-local", "--------------", f"{FAIL} the state directory exists"]
+    assert "see: run `gossamer up` (as root) to start the local mesh" in lines[4]
+    assert lines[-1] == f"Status check results are {FAIL}"
+    assert len(marks(lines)) == 1
+
+
+def test_a_directory_without_runtime(tmp_path: Path) -> None:
+    code, lines = check("--state-dir", str(tmp_path))
+    assert code == 1
+    assert marks(lines) == {
+        "the state directory exists": OK,
+        "`gossamer up` has recorded the runtime": FAIL,
+    }
+    assert any("runtime.json does not exist" in line for line in lines)
+
+
+def test_partial_mesh(prometheus: PrometheusProcess, tmp_path: Path) -> None:
+    """Store and Prometheus work; the supervisor and node are gone; a pod failed."""
+    write_state_dir(tmp_path, prometheus_url=prometheus.url, resources=demo_resources())
+    code, lines = check("--state-dir", str(tmp_path))
+    assert code == 1
+    assert marks(lines) == {
+        "the state directory exists": OK,
+        "`gossamer up` has recorded the runtime": OK,
+        "the store can be read": OK,
+        "the node network namespace exists": FAIL,
+        "the supervisor is running": FAIL,
+        "the supervisor reports ready": FAIL,
+        "the destination service accepts connections": FAIL,
+        "Prometheus is ready": OK,
+        "Prometheus scrapes every meshed pod's proxy": OK,
+        "every pod is running": FAIL,
+        "every meshed pod's proxy is ready": OK,
+    }
+    text = "\n".join(lines)
+    assert "the supervisor (pid 0) is not running" in text
+    assert "demo/web-old is Failed" in text
+    for heading in ("gossamer-control-plane", "gossamer-prometheus", "gossamer-data-plane"):
+        assert heading in lines
+
+
+def test_healthy_parts_pass(prometheus: PrometheusProcess, tmp_path: Path) -> None:
+    """A live supervisor pid that reports ready; every pod running, every proxy scraped."""
+    resources = [r for r in demo_resources() if r.name != "web-old"]
+    write_state_dir(
+        tmp_path,
+        prometheus_url=prometheus.url,
+        resources=resources,
+        supervisor_pid=os.getpid(),
+        supervisor=SupervisorStatus(pid=os.getpid(), state="ready"),
+    )
+    code, lines = check("--state-dir", str(tmp_path), "-v")
+    found = marks(lines)
+    failing = {k for k, v in found.items() if v != OK}
+    # Only what needs the node's network namespace (which this test does not make) fails.
+    assert failing == {
+        "the node network namespace exists",
+        "the destination service accepts connections",
+    }
+    assert code == 1
+    assert f"{OK} every meshed pod's proxy is ready (4 meshed pod(s))" in lines
+
+
+def test_unscraped_and_unready_pods(prometheus: PrometheusProcess, tmp_path: Path) -> None:
+    resources = [
+        workload("web"),
+        workload("new"),
+        pod("web-0", "web", ip="10.1.0.5"),
+        pod("new-0", "new", ip="10.1.0.20", ready=False),
+    ]
+    write_state_dir(
+        tmp_path,
+        prometheus_url=prometheus.url,
+        resources=resources,
+        supervisor=SupervisorStatus(pid=1, state="failed", message="prometheus exited"),
+    )
+    code, lines = check("--state-dir", str(tmp_path))
+    assert code == 1
+    found = marks(lines)
+    assert found["Prometheus scrapes every meshed pod's proxy"] == FAIL
+    assert found["every meshed pod's proxy is ready"] == FAIL
+    text = "\n".join(lines)
+    assert "not scraped yet: demo/new-0" in text
+    assert "proxy not ready: demo/new-0" in text
+    assert "the supervisor is failed: prometheus exited" in text
+
+
+def test_prometheus_down(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    write_state_dir(tmp_path, prometheus_url=url, resources=demo_resources())
+    code, lines = check("--state-dir", str(tmp_path))
+    assert code == 1
+    assert marks(lines)["Prometheus is ready"] == FAIL
+    assert f"    Prometheus at {url} is not reachable: connection refused" in lines
+
+
+def test_wait_is_bounded(tmp_path: Path) -> None:
+    code, lines = check("--state-dir", str(tmp_path / "missing"), "--wait", "1500ms")
+    assert code == 1 and f"{FAIL} the state directory exists" in lines
+
+
+def test_bad_wait() -> None:
+    result = CliRunner().invoke(main, ["check", "--wait", "soon"])
+    assert result.exit_code == 2 and "invalid duration" in result.stderr
