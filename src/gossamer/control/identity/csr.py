@@ -13,6 +13,8 @@ Pure: bytes in, a public key or a `CsrRejected` out.
 
 from __future__ import annotations
 
+import warnings
+
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from gossamer.control.identity.errors import CsrRejected
 
 MAX_CSR_BYTES = 4096
-_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
+_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion)
 
 
 def check_csr(der: bytes, identity: str) -> ec.EllipticCurvePublicKey:
@@ -54,9 +56,11 @@ def check_csr(der: bytes, identity: str) -> ec.EllipticCurvePublicKey:
 
 def _names(csr: x509.CertificateSigningRequest) -> list[str]:
     try:
-        names = [
-            attribute.value for attribute in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        ]
+        with warnings.catch_warnings():
+            # cryptography warns of a CN over 64 characters; OpenSSL-made CSRs may hold one.
+            warnings.simplefilter("ignore", UserWarning)
+            common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        names = [attribute.value for attribute in common_names]
         try:
             san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
