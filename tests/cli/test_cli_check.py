@@ -4,6 +4,7 @@ with a cross and a hint, and the exit status is 1; what works gets a check mark.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 
 from gossamer.cli import main
 from gossamer.cli.check import FAIL, OK, WARN
-from gossamer.local.state import SupervisorStatus
+from gossamer.local.launcher import supervisor_marker
+from gossamer.local.ownership import OWNER_ENV
+from gossamer.local.state import StateDir, SupervisorStatus
 from tests.viz.mesh import demo_resources, fake_pods, pod, workload
 from tests.viz.state_dir import write_state_dir
 from tests.viz.support import PrometheusProcess, free_port, running_prometheus
@@ -73,20 +76,43 @@ def test_partial_mesh(prometheus: PrometheusProcess, tmp_path: Path) -> None:
     }
     text = "\n".join(lines)
     assert "the supervisor (pid 0) is not running" in text
+
     assert "demo/web-old is Failed" in text
     for heading in ("gossamer-control-plane", "gossamer-prometheus", "gossamer-data-plane"):
         assert heading in lines
 
 
-def test_healthy_parts_pass(prometheus: PrometheusProcess, tmp_path: Path) -> None:
-    """A live supervisor pid that reports ready; every pod running, every proxy scraped."""
+def test_a_recycled_supervisor_pid(prometheus: PrometheusProcess, tmp_path: Path) -> None:
+    write_state_dir(tmp_path, prometheus_url=prometheus.url, supervisor_pid=os.getpid())
+    code, lines = check("--state-dir", str(tmp_path))
+    assert code == 1
+    assert f"    pid {os.getpid()} is alive but is not this mesh's supervisor" in lines
+
+
+@pytest.fixture
+def fake_supervisor(tmp_path: Path) -> Iterator[int]:
+    """A process carrying the supervisor's owner marker for the state directory tmp_path."""
+    marker = supervisor_marker(StateDir.at(tmp_path))
+    env = {**os.environ, OWNER_ENV: marker}
+    process = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def test_healthy_parts_pass(
+    prometheus: PrometheusProcess, tmp_path: Path, fake_supervisor: int
+) -> None:
+    """A supervisor that reports ready; every pod running, every proxy scraped."""
     resources = [r for r in demo_resources() if r.name != "web-old"]
     write_state_dir(
         tmp_path,
         prometheus_url=prometheus.url,
         resources=resources,
-        supervisor_pid=os.getpid(),
-        supervisor=SupervisorStatus(pid=os.getpid(), state="ready"),
+        supervisor_pid=fake_supervisor,
+        supervisor=SupervisorStatus(pid=fake_supervisor, state="ready"),
     )
     code, lines = check("--state-dir", str(tmp_path), "-v")
     found = marks(lines)

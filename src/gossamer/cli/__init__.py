@@ -10,6 +10,7 @@ import click
 from gossamer import __version__
 from gossamer.cli.check import check_command
 from gossamer.cli.controller import controller_command
+from gossamer.cli.diagnostics import diagnostics_command
 from gossamer.cli.init import init_command
 from gossamer.cli.proxy import proxy_command
 from gossamer.cli.viz import viz_command
@@ -26,3 +27,4 @@ main.add_command(init_command)
 main.add_command(controller_command)
 main.add_command(viz_command)
 main.add_command(check_command)
+main.add_command(diagnostics_command)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import PodPhase, Resource
 from gossamer.healthcheck.framework import Category, Check, CheckFailure
+from gossamer.local.launcher import supervisor_marker
 from gossamer.local.nssocket import NETNS_DIR, socket_in_netns
+from gossamer.local.ownership import is_ours, process_alive
 from gossamer.local.prometheus_config import PROXY_JOB
 from gossamer.local.state import RuntimeInfo, StateDir, SupervisorState, SupervisorStatus
 from gossamer.viz.inventory import is_meshed, pod_status
@@ -61,23 +62,6 @@ class LocalCheckContext:
             self._store = None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie has exited; its parent just has not reaped it.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def _names(pods: list[Resource], limit: int = 5) -> str:
     names = [f"{pod.namespace}/{pod.name}" for pod in pods]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -115,9 +99,11 @@ async def node_namespace_exists(ctx: LocalCheckContext) -> str | None:
 
 async def supervisor_running(ctx: LocalCheckContext) -> str | None:
     pid = ctx.runtime().supervisor_pid
-    if not _pid_alive(pid):
-        raise CheckFailure(f"the supervisor (pid {pid}) is not running")
-    return None
+    if is_ours(pid, supervisor_marker(ctx.state)):
+        return f"pid {pid}"
+    if process_alive(pid):
+        raise CheckFailure(f"pid {pid} is alive but is not this mesh's supervisor")
+    raise CheckFailure(f"the supervisor (pid {pid}) is not running")
 
 
 async def supervisor_ready(ctx: LocalCheckContext) -> str | None:
