@@ -8,11 +8,16 @@ from __future__ import annotations
 import click
 
 from gossamer import __version__
+from gossamer.cli.apply import apply_command, delete_command
 from gossamer.cli.check import check_command
 from gossamer.cli.controller import controller_command
 from gossamer.cli.diagnostics import diagnostics_command
+from gossamer.cli.get import get_command
 from gossamer.cli.init import init_command
+from gossamer.cli.pods import exec_command, logs_command
 from gossamer.cli.proxy import proxy_command
+from gossamer.cli.run import run_command
+from gossamer.cli.up import down_command, up_command
 from gossamer.cli.viz import viz_command
 
 
@@ -28,3 +33,14 @@ main.add_command(controller_command)
 main.add_command(viz_command)
 main.add_command(check_command)
 main.add_command(diagnostics_command)
+for _local_command in (
+    up_command,
+    down_command,
+    run_command,
+    exec_command,
+    logs_command,
+    get_command,
+    delete_command,
+    apply_command,
+):
+    main.add_command(_local_command)

@@ -173,7 +173,8 @@ def _start_supervisor(
         "--forward",
         f"prometheus={fd}",
     ]
-    env = base_env({OWNER_ENV: supervisor_marker(state)})
+    # grpc's fork handlers only warn when the supervisor starts children; it never needs them.
+    env = base_env({OWNER_ENV: supervisor_marker(state), "GRPC_ENABLE_FORK_SUPPORT": "false"})
     with state.supervisor_log.open("ab") as log:
         return subprocess.Popen(
             argv,

@@ -243,6 +243,10 @@ def _lock(state: StateDir) -> IO[bytes] | None:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(sys.argv[1:] if argv is None else argv)
+    for spec in config.forwards:
+        # Inherited from `gossamer up`: keep it from leaking into every pod process, where it
+        # would keep the host port bound after this process dies.
+        os.set_inheritable(spec.fd, False)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

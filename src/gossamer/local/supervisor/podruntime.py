@@ -55,6 +55,7 @@ PROXY_CONTAINER = "gossamer-proxy"
 CONTROL_PLANE_LABEL = "gossamer.dev/control-plane-ns"
 NETNS_ANNOTATION = "local.gossamer.dev/netns"
 SETUP_ATTEMPTS = 5
+PROXY_RESTARTING = "ProxyRestarting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,8 @@ class PodRuntime:
             if await self._wait_proxy_ready(pod, child):
                 self.proxy_ready = True
                 self._proxy_ready.set()
+                if self.reason == PROXY_RESTARTING:
+                    self.reason, self.message = None, None
                 self._changed()
                 code = await child.wait()
                 why = f"proxy exited with code {code}"
@@ -211,7 +214,7 @@ class PodRuntime:
             self.restarts += 1
             self.pids.pop("proxy", None)
             delay = backoff.delay_after_exit(child.ran_for())
-            self.reason, self.message = "ProxyRestarting", f"{why}; restarting in {delay:.0f}s"
+            self.reason, self.message = PROXY_RESTARTING, f"{why}; restarting in {delay:.0f}s"
             self._changed()
             await asyncio.sleep(delay)
 
