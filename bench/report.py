@@ -25,6 +25,8 @@ RSS_TARGET_KB = 35 * 1024
 SINGLE_PROXY_RPS_TARGET = 0.8
 # A proxy core this busy means the proxies, not the load side, set the throughput.
 SATURATED = 0.9
+# Round-by-round rps ratios further apart than this are called out as noisy.
+NOISY_SPREAD = 0.15
 
 # (ratio name, summary field); lower is better for all but rps.
 RATIO_FIELDS = (
@@ -141,6 +143,12 @@ def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[st
             if row.get(name) is not None and base.get(name):
                 out[f"{label}_{key}_vs_haproxy"] = round(row[name] / base[name], 3)
         row["rps_vs_haproxy"] = out.get(f"{label}_rps_vs_haproxy")
+        # Round by round the two ran minutes apart at most: the spread shows the noise.
+        row["rps_vs_haproxy_rounds"] = [
+            round(mine / theirs, 3)
+            for mine, theirs in zip(row["rps_rounds"], base["rps_rounds"], strict=False)
+            if theirs
+        ]
         if row.get("rss_kb_load") is not None:
             out[f"{label}_rss_load_kb"] = row["rss_kb_load"]
     return out
@@ -203,6 +211,13 @@ def notes(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[str]:
             "scenario has undisturbed rounds"
             + (f", but these have none (marked *): {', '.join(only)}." if only else ".")
         )
+    for row in ok:
+        rounds = row.get("rps_vs_haproxy_rounds") or []
+        if len(rounds) > 1 and max(rounds) - min(rounds) > NOISY_SPREAD:
+            found.append(
+                f"{row['name']}: rps vs HAProxy round by round was "
+                f"{', '.join(f'{r:.2f}' for r in rounds)}; the spread is noise, not the proxy."
+            )
     for row in rows:
         # HTTP/2 runs allow 10 streams per connection, so a slow answer delays no other.
         if row.get("latency_over_10ms") and row["protocol"] == H1:
