@@ -35,7 +35,7 @@ def mode(path: Path) -> int:
 
 
 def ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extension:
-    return cert.extensions.get_extension_for_class(kind)  # type: ignore[type-var]
+    return cert.extensions.get_extension_for_class(kind)
 
 
 def not_a_ca(anchor: Credentials) -> Credentials:

@@ -19,7 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gossamer.control.identity.ca import authority_key_identifier, signature_hash
+from gossamer.control.identity.ca import (
+    DEFAULT_CLOCK_SKEW,
+    authority_key_identifier,
+    signature_hash,
+)
 from gossamer.control.identity.errors import IssuerUnavailable
 
 DEFAULT_LEAF_LIFETIME = timedelta(hours=24)
@@ -88,7 +92,7 @@ class Issuer:
         *,
         now: datetime,
         lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
-        clock_skew: timedelta = timedelta(seconds=20),
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> IssuedLeaf:
         """A leaf for `identity` and `public_key` (both already checked by the caller)."""
         if not self.certificate.not_valid_before_utc <= now < self.not_after:
