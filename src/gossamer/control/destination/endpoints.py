@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gossamer.control.identity.names import identity_name
 from gossamer.core.resources import (
     WORKLOAD_LABEL,
     PodPhase,
@@ -27,11 +28,6 @@ from gossamer.core.resources import (
 )
 
 Key = tuple[str, str]  # (namespace, name)
-
-
-def identity_name(service_account: str, namespace: str, trust_domain: str) -> str:
-    """The identity a meshed pod's proxy proves: Linkerd's naming under our domain."""
-    return f"{service_account}.{namespace}.serviceaccount.identity.gossamer.{trust_domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ import ssl  # noqa: F401  (loads libcrypto into the process before we look it up
 from dataclasses import dataclass
 
 _MBSTRING_ASC = 0x1001
+_NID_SUBJECT_ALT_NAME = 85
+_MAX_CN = 64  # X.509's upper bound for a common name; longer identities go in the SAN only
 _BIO_CTRL_INFO = 3
 
 
@@ -55,6 +57,12 @@ def _load() -> ctypes.CDLL:
             [c_void_p, c_void_p, c_void_p, c_void_p, c_int, c_void_p, c_void_p],
         ),
         "CRYPTO_free": (None, [c_void_p, c_char_p, c_int]),
+        "X509V3_EXT_conf_nid": (c_void_p, [c_void_p, c_void_p, c_int, c_char_p]),
+        "X509_EXTENSION_free": (None, [c_void_p]),
+        "OPENSSL_sk_new_null": (c_void_p, []),
+        "OPENSSL_sk_push": (c_int, [c_void_p, c_void_p]),
+        "OPENSSL_sk_free": (None, [c_void_p]),
+        "X509_REQ_add_extensions": (c_int, [c_void_p, c_void_p]),
     }
     for fn, (restype, argtypes) in signatures.items():
         func = getattr(lib, fn)
@@ -74,6 +82,24 @@ def _crypto() -> ctypes.CDLL:
     return _lib
 
 
+def _add_san(lib: ctypes.CDLL, req: int, identity: str) -> None:
+    ext = lib.X509V3_EXT_conf_nid(
+        None, None, _NID_SUBJECT_ALT_NAME, f"DNS:{identity}".encode("ascii")
+    )
+    if not ext:
+        raise OpenSSLError(f"cannot make a subjectAltName for {identity!r}")
+    stack = lib.OPENSSL_sk_new_null()
+    try:
+        if not stack or lib.OPENSSL_sk_push(stack, ext) <= 0:
+            raise OpenSSLError("cannot build the request's extensions")
+        if lib.X509_REQ_add_extensions(req, stack) != 1:
+            raise OpenSSLError("cannot add the subjectAltName to the request")
+    finally:
+        if stack:
+            lib.OPENSSL_sk_free(stack)
+        lib.X509_EXTENSION_free(ext)
+
+
 @dataclass(frozen=True)
 class KeyAndCsr:
     key_pem: bytes  # PKCS#8 PEM, unencrypted: for the TLS layer, never written to disk
@@ -81,7 +107,8 @@ class KeyAndCsr:
 
 
 def new_key_and_csr(identity: str) -> KeyAndCsr:
-    """A fresh ECDSA P-256 key and a CSR naming `identity` as its subject CN."""
+    """A fresh ECDSA P-256 key and a CSR naming `identity` as a SAN DNS name (and as the
+    subject CN when it fits in one)."""
     lib = _crypto()
     pkey = lib.EVP_PKEY_Q_keygen(None, None, b"EC", ctypes.c_char_p(b"P-256"))
     if not pkey:
@@ -92,13 +119,14 @@ def new_key_and_csr(identity: str) -> KeyAndCsr:
         if not req or lib.X509_REQ_set_version(req, 0) != 1:
             raise OpenSSLError("cannot create a certificate request")
         name = lib.X509_REQ_get_subject_name(req)
-        if (
+        if len(identity) <= _MAX_CN and (
             lib.X509_NAME_add_entry_by_txt(
                 name, b"CN", _MBSTRING_ASC, identity.encode("ascii"), -1, -1, 0
             )
             != 1
         ):
             raise OpenSSLError(f"cannot set the request's subject to {identity!r}")
+        _add_san(lib, req, identity)
         if lib.X509_REQ_set_pubkey(req, pkey) != 1:
             raise OpenSSLError("cannot set the request's public key")
         if lib.X509_REQ_sign(req, pkey, lib.EVP_sha256()) <= 0:
