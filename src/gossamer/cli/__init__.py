@@ -11,6 +11,7 @@ from gossamer import __version__
 from gossamer.cli.apply import apply_command, delete_command
 from gossamer.cli.check import check_command
 from gossamer.cli.controller import controller_command
+from gossamer.cli.demo import demo_command
 from gossamer.cli.diagnostics import diagnostics_command
 from gossamer.cli.get import get_command
 from gossamer.cli.init import init_command
@@ -33,6 +34,7 @@ main.add_command(controller_command)
 main.add_command(viz_command)
 main.add_command(check_command)
 main.add_command(diagnostics_command)
+main.add_command(demo_command)
 for _local_command in (
     up_command,
     down_command,

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from gossamer.cli.viz import cli_errors, prometheus_url_option, state_dir_option
+from gossamer.cli.local_common import state_dir_option
+from gossamer.cli.viz import cli_errors, prometheus_url_option
 from gossamer.core.durations import parse_duration
 from gossamer.healthcheck.framework import CheckResult, run_checks
 from gossamer.healthcheck.local import LOCAL_CHECKS, LocalCheckContext
@@ -73,7 +75,7 @@ async def run_local_checks(
 @state_dir_option
 @prometheus_url_option
 def check_command(
-    wait: str, verbose: bool, state_dir: str | None, prometheus_url: str | None
+    wait: str, verbose: bool, state_dir: Path | None, prometheus_url: str | None
 ) -> None:
     """Check that the local mesh is up and healthy."""
     try:

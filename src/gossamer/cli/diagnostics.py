@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 
 import click
 
-from gossamer.cli.viz import LocalMesh, cli_errors, open_local_mesh, state_dir_option
+from gossamer.cli.local_common import state_dir_option
+from gossamer.cli.viz import LocalMesh, cli_errors, open_local_mesh
 from gossamer.core.resources import DEFAULT_NAMESPACE, Resource
 from gossamer.local.nssocket import socket_in_netns
 from gossamer.viz.errors import ResourceNotFound, VizError
@@ -39,7 +41,7 @@ def diagnostics_command() -> None:
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
 @state_dir_option
 def proxy_metrics_command(
-    target: str, namespace: str, timeout: float, state_dir: str | None
+    target: str, namespace: str, timeout: float, state_dir: Path | None
 ) -> None:
     """Print the raw Prometheus metrics of a pod's proxy (every pod of a workload with
     deploy/NAME), fetched from its admin port."""

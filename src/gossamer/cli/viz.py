@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
+from gossamer.cli.local_common import state_dir_option
 from gossamer.control.store import SQLiteStore, StoreError
 from gossamer.core.durations import parse_duration
 from gossamer.core.resources import DEFAULT_NAMESPACE, ResourceError
@@ -48,22 +50,13 @@ class LocalMesh:
         return SQLiteStore(self.state.store_db)
 
 
-def open_local_mesh(state_dir: str | None) -> LocalMesh:
+def open_local_mesh(state_dir: Path | None) -> LocalMesh:
     """The mesh of `state_dir`; MeshNotRunning when `gossamer up` has not made one there."""
     state = StateDir.at(state_dir)
     runtime = RuntimeInfo.load(state) if state.root.is_dir() else None
     if runtime is None or not state.store_db.is_file():
         raise MeshNotRunning(f"no local mesh in {state.root}: run `gossamer up` first")
     return LocalMesh(state, runtime)
-
-
-def state_dir_option(function: Any) -> Any:
-    return click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="The local mesh's state directory (default: $GOSSAMER_HOME or ~/.gossamer).",
-    )(function)
 
 
 def prometheus_url_option(function: Any) -> Any:
@@ -113,7 +106,7 @@ def stat_command(
     from_namespace: str | None,
     output: str,
     window: str,
-    state_dir: str | None,
+    state_dir: Path | None,
     prometheus_url: str | None,
 ) -> None:
     """Success rate, RPS, latency percentiles and TCP connections per resource.

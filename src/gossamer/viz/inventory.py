@@ -7,11 +7,12 @@ Rows. A `deploy` row is a Workload (Linkerd's deployment; the proxy's metrics la
 row (not Succeeded or Failed) and those of them that have a proxy (`status.proxy` is set).
 
 Outbound traffic. The proxy labels an outbound request with the `authority` it was sent to and
-a connection with the `target_ip` it dialled, not with the workload behind them. A `TargetMap`
-turns the store's view into the regexes that recognise a row's traffic: a Service by its DNS
-names (`web.demo`, `web.demo.svc`, `web.demo.svc.cluster.local`, with or without a port) and
-its cluster IP; a workload by the Services that select its pods and by its pods' IPs; a pod
-by its IP.
+a connection with the `target_ip` it dialled (a cluster IP, or the endpoint discovery chose),
+not with the workload behind them. `target_patterns` turns the store's view into the regexes
+that recognise a row's traffic: a Service by its DNS names (`web.demo`, `web.demo.svc`,
+`web.demo.svc.cluster.local`, with or without a port), its cluster IP and its pods' IPs; a
+workload by the Services that select its pods and by its pods' IPs; a pod by its IP. When
+one pod sits behind several rows (two Services selecting it), the last row's rule wins.
 """
 
 from __future__ import annotations
@@ -234,15 +235,18 @@ def target_patterns(
     out: list[TargetPattern] = []
     if kind is StatKind.SVC:
         for service in inventory.services:
-            if (service.namespace, service.name) in wanted:
-                out.append(
-                    TargetPattern(
-                        service.namespace,
-                        service.name,
-                        _alternatives(service_authorities(service, cluster_domain)),
-                        _alternatives(_service_ips(service)),
-                    )
+            if (service.namespace, service.name) not in wanted:
+                continue
+            # Discovery resolves a Service to its endpoints: proxies dial the pods' IPs.
+            pods = [pod for pod in service_pods(inventory, service) if is_live(pod)]
+            out.append(
+                TargetPattern(
+                    service.namespace,
+                    service.name,
+                    _alternatives(service_authorities(service, cluster_domain)),
+                    _alternatives(_service_ips(service) + _pod_ips(pods)),
                 )
+            )
     elif kind is StatKind.DEPLOY:
         for workload in inventory.workloads:
             if (workload.namespace, workload.name) not in wanted:
