@@ -94,12 +94,14 @@ class ScenarioRunner:
             throughput = self._load(
                 pod, self._throughput(scenario, url, settings.throughput_s), scenario
             )
-        with tempfile.NamedTemporaryFile(dir=self.work_dir, suffix=".log") as log:
-            command = loadgen.h2load_fixed_rate(
-                url, scenario.protocol, settings, settings.latency_s, Path(log.name)
-            )
-            with Meter(pids, self.other) as latency_meter:
-                latency = self._load(pod, command, scenario)
+        # The per-request log stays in the work directory (kept when a scenario fails).
+        log = Path(tempfile.mkstemp(dir=self.work_dir, prefix=scenario.path, suffix=".log")[1])
+        command = loadgen.h2load_fixed_rate(
+            url, scenario.protocol, settings, settings.latency_s, log
+        )
+        with Meter(pids, self.other) as latency_meter:
+            latency = self._load(pod, command, scenario)
+        log.unlink()
         self._require_alive(names)
 
         usage_t, usage_l = throughput_meter.usage, latency_meter.usage
