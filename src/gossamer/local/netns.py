@@ -139,6 +139,8 @@ class Node:
                 raise
         elif not _has_bridge(name, pool):
             _configure_node(name, pool)
+        else:
+            _bridge_frames_skip_iptables(name)
         return node
 
     def add_pod(
@@ -170,6 +172,10 @@ class Node:
         if veth is None:
             veth = f"vp{self._next_veth}"
             self._next_veth += 1
+        else:
+            # A deleted namespace is destroyed asynchronously: its veth peer on the bridge
+            # can outlive the name for a moment. Removing it (and so its pair) is immediate.
+            run_checked(["ip", "-n", self.netns, "link", "del", veth], check=False)
         state_dir = state_dir or self.state_dir / name
         state_dir.mkdir(parents=True, exist_ok=True)
         pod = Pod(name, netns, address, self.gateway, veth, state_dir)
@@ -257,13 +263,26 @@ def _configure_node(name: str, pool: PodAddressPool) -> None:
                 f"addr add {pool.gateway}/{pool.prefixlen} dev {BRIDGE}",
                 f"link set {BRIDGE} up",
                 # Anything not on the bridge is unreachable: an ICMP error at once.
-                "route add unreachable default",
+                "route replace unreachable default",
             ]
         ),
     )
     # Forwarding lets the node answer "unreachable" for what it will not route; it has no
     # link but the bridge, so nothing can be forwarded out of the sandbox.
     _write_sysctl(name, "net/ipv4/ip_forward", "1")
+    # Those "unreachable" answers go to our own pods only: never rate-limit them, or a pod
+    # that dials a dead address a few times in a row waits for a timeout instead.
+    _write_sysctl(name, "net/ipv4/icmp_ratelimit", "0")
+    _bridge_frames_skip_iptables(name)
+
+
+def _bridge_frames_skip_iptables(name: str) -> None:
+    # Where br_netfilter is present, frames between two ports of the bridge go through the
+    # node's iptables too. Off: pod-to-pod frames stay at layer 2 (cheaper), and only what
+    # the node routes (service VIPs) meets its nat table, the same on every host. Otherwise
+    # a pod whose own service VIP is DNAT-ed back to it would need hairpin mode on its port.
+    script = 'f=/proc/sys/net/bridge/bridge-nf-call-iptables; [ -w "$f" ] && echo 0 > "$f"; true'
+    run_checked(["ip", "netns", "exec", name, "sh", "-c", script])
 
 
 def _has_bridge(name: str, pool: PodAddressPool) -> bool:
