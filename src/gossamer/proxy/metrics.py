@@ -100,11 +100,13 @@ class ResponseStats:
 class HttpStats:
     """Request and response counts for one (direction, authority, target, tls) label set."""
 
-    __slots__ = ("labels", "requests", "responses")
+    __slots__ = ("_plain", "labels", "requests", "responses")
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
         self.requests = 0
+        # The common case (no gRPC status, no error) by status code alone: one lookup.
+        self._plain: dict[int, ResponseStats] = {}
         # (status_code, grpc_status, classification, error) -> stats
         self.responses: dict[tuple[int, int | None, str, str | None], ResponseStats] = {}
 
@@ -115,10 +117,14 @@ class HttpStats:
         grpc_status: int | None = None,
         error: str | None = None,
     ) -> None:
-        key = (status, grpc_status, classify(status, grpc_status, error), error)
-        stats = self.responses.get(key)
+        stats = self._plain.get(status) if grpc_status is None and error is None else None
         if stats is None:
-            stats = self.responses[key] = ResponseStats()
+            key = (status, grpc_status, classify(status, grpc_status, error), error)
+            stats = self.responses.get(key)
+            if stats is None:
+                stats = self.responses[key] = ResponseStats()
+            if grpc_status is None and error is None:
+                self._plain[status] = stats
         stats.count += 1
         stats.latency.observe_ms(latency_s * 1000.0)
 

@@ -156,6 +156,9 @@ class Http1Pool:
         self.max_idle = limits.pool_max_idle_per_target
         self.high_water = runtime.config.buffers.high
         self._idle: dict[Target, list[UpstreamConnection]] = {}
+        # Kept, not looked up per request: asyncio.get_running_loop() costs a getpid()
+        # system call on every call (its fork check).
+        self._loop = asyncio.get_running_loop()
         self._sweeper: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -194,7 +197,7 @@ class Http1Pool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         conn.idle_since = loop.time()
         idle.append(conn)
         if self._sweeper is None:
@@ -213,7 +216,7 @@ class Http1Pool:
 
     def _sweep(self) -> None:
         self._sweeper = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         deadline = loop.time() - self.idle_timeout
         remaining = 0
         for target, idle in list(self._idle.items()):

@@ -96,7 +96,7 @@ class Exchange:
     # -- request side (called by the client protocol) ----------------------------------
     def begin(self, pool: Http1Pool) -> None:
         """Starts sending: on a pooled connection now, or once a new one is made."""
-        conn = pool.checkout(self.server.pool_key)
+        conn = self.server.take_upstream() or pool.checkout(self.server.pool_key)
         if conn is not None:
             self._attach(conn)
         else:
@@ -120,7 +120,11 @@ class Exchange:
         if self.server.write_paused and conn.transport is not None:
             # The client has not taken the previous response yet: read none of this one.
             conn.transport.pause_reading()
-        conn.writelines(self._pending)
+        pending = self._pending
+        if len(pending) == 1:
+            conn.write(pending[0])
+        else:
+            conn.writelines(pending)
         self._pending = []
         if self._pending_bytes > self.server.high_water:
             self.server.resume_reading_for("pending")
@@ -242,7 +246,7 @@ class Exchange:
             # 9.2.2: a proxy must not retry others; a body is not kept to be replayed).
             self._pending = [self.head]
             self._pending_bytes = len(self.head)
-            self.begin(Http1Pool.of(self.server.runtime))
+            self.begin(self.server.pool)
             return
         self.fail(UpstreamClosed())
 
@@ -273,7 +277,7 @@ class Exchange:
                     # The response's last read filled the client's buffer and paused this
                     # upstream; idle in the pool it must read again (and see its close).
                     conn.transport.resume_reading()
-                Http1Pool.of(self.server.runtime).checkin(conn)
+                self.server.keep_upstream(conn)
             else:
                 conn.close()
         if self.close_delimited:

@@ -18,7 +18,7 @@ from typing import cast
 import httptools
 
 from gossamer.proxy.errors import simple_response_h1
-from gossamer.proxy.http1.client import Http1Pool
+from gossamer.proxy.http1.client import Http1Pool, UpstreamConnection
 from gossamer.proxy.http1.exchange import Exchange
 from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
 from gossamer.proxy.metrics import HttpStats
@@ -49,7 +49,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.high_water = config.buffers.high
         self._max_head = config.http1.max_header_bytes
         self._header_timeout = config.http1.header_read_timeout
-        self._pool = Http1Pool.of(runtime)
+        self.pool = Http1Pool.of(runtime)
         self.pool_key = (ctx.target, ctx.tls_dst.server_id)
         self._tls = ctx.tls_src if ctx.direction == INBOUND else ctx.tls_dst
         self.src_stats = runtime.metrics.tcp(ctx.direction, "src", ctx.target, ctx.tls_src)
@@ -58,6 +58,10 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.active: Exchange | None = None
+        # The upstream connection the last exchange used: the next request of this client
+        # takes it straight back (no pool round trip); it returns to the pool when the
+        # client connection ends.
+        self._spare: UpstreamConnection | None = None
         self._reading: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._url = b""
@@ -228,7 +232,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self._reading = exchange
         if self.active is None:
             self.active = exchange
-            exchange.begin(self._pool)
+            exchange.begin(self.pool)
         else:
             self._queue.append(exchange)
             self.pause_reading_for("pipeline")
@@ -266,9 +270,26 @@ class Http1ServerProtocol(asyncio.Protocol):
             return
         if self._queue:
             self.active = self._queue.popleft()
-            self.active.begin(self._pool)
+            self.active.begin(self.pool)
         if not self._queue:
             self.resume_reading_for("pipeline")
+
+    def keep_upstream(self, conn: UpstreamConnection) -> None:
+        spare = self._spare
+        if spare is not None and spare is not conn:
+            self.pool.checkin(spare)
+        if self.closed or self.draining:
+            self._spare = None
+            self.pool.checkin(conn)
+        else:
+            self._spare = conn
+
+    def take_upstream(self) -> UpstreamConnection | None:
+        conn, self._spare = self._spare, None
+        if conn is not None and conn.usable:
+            conn.reused = True
+            return conn
+        return None
 
     def take_tunnel_bytes(self) -> bytes:
         data = b"".join(self._tunnel_bytes or ())
@@ -293,6 +314,7 @@ class Http1ServerProtocol(asyncio.Protocol):
     # -- shutdown and errors ----------------------------------------------------------------
     def drain(self) -> None:
         self.draining = True
+        self._release_spare()
         if self.active is None and not self._in_head and not self.tunnelled:
             self._close()
 
@@ -344,6 +366,11 @@ class Http1ServerProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def _release_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self.pool.checkin(spare)
+
     def _closed(self, exc: Exception | None, errno: str | None = None) -> None:
         if self.closed:
             return
@@ -352,6 +379,7 @@ class Http1ServerProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.src_stats.on_close(errno_label(exc) if errno is None else errno)
+        self._release_spare()
         self.runtime.untrack(self)
 
 
