@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -322,6 +323,53 @@ def test_clashes_and_unknown_pods_get_clear_errors(mesh: Mesh) -> None:
         assert (
             done.returncode == 1 and "pod nope not found" in done.stderr and "web-0" in done.stderr
         )
+
+
+def test_a_crash_looping_app_fails_run_early(mesh: Mesh) -> None:
+    started = time.monotonic()
+    done = mesh.cli("run", "crash", "-n", NS, "--", "sh", "-c", "echo boom; exit 3", check=False)
+    assert done.returncode == 1 and time.monotonic() - started < 20
+    assert "CrashLoopBackOff" in done.stderr and "exited with code 3" in done.stderr, done.stderr
+    assert "boom" in mesh.cli("logs", "crash-0", "-n", NS).stdout
+    assert "Workload demo/crash deleted" in mesh.cli("delete", "workload", "crash", "-n", NS).stdout
+
+
+def test_scaling_a_workload_by_apply(mesh: Mesh) -> None:
+    workload = yaml.safe_load(mesh.cli("get", "workload", "web", "-n", NS, "-o", "yaml").stdout)
+    workload["spec"]["replicas"] = 3
+    del workload["status"], workload["metadata"]["resourceVersion"]
+    assert "configured" in mesh.cli("apply", "-f", "-", input=yaml.safe_dump(workload)).stdout
+    eventually(lambda: mesh.pods().get("web-2", {}).get("status", {}).get("ready"), timeout=20)
+    workload["spec"]["replicas"] = 2
+    mesh.cli("apply", "-f", "-", input=yaml.safe_dump(workload))
+    eventually(lambda: "web-2" not in mesh.pods(), timeout=20)
+    assert not [n for n in list_namespaces() if n.endswith(f".{NS}.web-2")]
+
+
+def test_a_deleted_pod_is_replaced(mesh: Mesh) -> None:
+    before = mesh.pods()["plain-0"]
+    assert "Pod demo/plain-0 deleted" in mesh.cli("delete", "pod", "plain-0", "-n", NS).stdout
+
+    def replaced() -> bool:
+        pod = mesh.pods().get("plain-0")
+        return bool(
+            pod and pod["metadata"]["uid"] != before["metadata"]["uid"] and pod["status"]["ready"]
+        )
+
+    eventually(replaced, timeout=20)
+    assert not process_alive(before["status"]["pids"]["app"])
+
+
+def test_up_with_a_taken_port_changes_nothing(tmp_path: Path) -> None:
+    other = Mesh(StateDir.at(tmp_path / "other"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = other.cli("up", "--prometheus-port", port, check=False)
+    assert done.returncode == 1 and f"127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "--prometheus-port" in done.stderr
+    assert leftovers(other.state) == [] and not other.state.runtime_file.exists()
 
 
 def test_supervisor_crash_then_up_brings_the_pods_back(mesh: Mesh) -> None:

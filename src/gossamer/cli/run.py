@@ -118,7 +118,7 @@ def run_command(
             if (status := pod.status_as(PodStatus)) and status.message
         ]
         raise RunRejected(
-            f"the pods of {name} were not all ready within {timeout:.0f}s"
+            f"the pods of {name} are not all ready (waited up to {timeout:.0f}s)"
             + ("\n" + "\n".join(problems) if problems else "")
             + f"\nsee `gossamer logs {name}-0 -n {namespace}` (add --proxy for the proxy's)"
         )

@@ -102,10 +102,11 @@ def up(options: UpOptions) -> UpResult:
     port = options.prometheus_port
     if port is None:
         port = previous.host_ports.get("prometheus", DEFAULT_PROMETHEUS_PORT) if previous else None
-    asyncio.run(_create_store(state))
-    node = Node.open_or_create(state.node_name, subnet=subnet, state_dir=state.pods_dir)
+    # The port first: if it is taken, nothing has been made yet.
     listener = _bind("127.0.0.1", DEFAULT_PROMETHEUS_PORT if port is None else port)
     with listener:
+        asyncio.run(_create_store(state))
+        node = Node.open_or_create(state.node_name, subnet=subnet, state_dir=state.pods_dir)
         bound_port = listener.getsockname()[1]
         state.supervisor_file.unlink(missing_ok=True)
         process = _start_supervisor(state, subnet, service_cidr, options.prometheus, listener)

@@ -150,19 +150,26 @@ def pod_names(name: str, replicas: int) -> list[str]:
     return [f"{name}-{index}" for index in range(replicas)]
 
 
+# A pod whose app has exited this often is crash-looping: waiting longer will not help.
+CRASH_LOOP_RESTARTS = 2
+
+
 async def wait_for_pods(
     store: Store, namespace: str, name: str, replicas: int, timeout: float
 ) -> tuple[bool, list[Resource]]:
-    """Poll until every pod of the workload is ready (True) or `timeout` passes (False);
-    returns the pods as last seen."""
+    """Poll until every pod of the workload is ready (True), or until `timeout` passes or a
+    pod is crash-looping (False); returns the pods as last seen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     wanted = set(pod_names(name, replicas))
     while True:
         pods = [pod for pod in await store.list("Pod", namespace) if pod.name in wanted]
-        ready = [pod for pod in pods if (status := pod.status_as(PodStatus)) and status.ready]
-        if len(ready) == len(wanted):
+        statuses = [pod.status_as(PodStatus) or PodStatus() for pod in pods]
+        if len(pods) == len(wanted) and all(status.ready for status in statuses):
             return True, pods
-        if loop.time() >= deadline:
+        crashing = any(
+            status.restarts >= CRASH_LOOP_RESTARTS and not status.ready for status in statuses
+        )
+        if crashing or loop.time() >= deadline:
             return False, pods
         await asyncio.sleep(0.2)

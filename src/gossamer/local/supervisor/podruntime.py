@@ -7,7 +7,8 @@ Theory of operation. `start` runs three phases in one task:
 2. the proxy (meshed pods): started as uid 2102 and polled on `<podIP>:4191/ready`; the app
    starts only once it answers 200. A proxy that exits is started again with backoff;
 3. the app: started as root inside the namespace (so its outbound traffic is redirected to
-   the proxy), ready once something listens on its first port on 127.0.0.1. An app that
+   the proxy), ready once something listens on its first port on 127.0.0.1 (an app without
+   ports: once it has run for a second). An app that
    exits is started again after 1 s, 2 s, ... up to 1 min (`RestartBackoff`).
 
 Every exit counts as a restart. Each change of what the pod reports (phase, readiness, PIDs,
@@ -66,6 +67,7 @@ class PodSettings:
     owner: str  # the node's owner marker; a pod's processes carry `<owner>/pods/<ns>/<pod>/...`
     proxy_ready_timeout: float = 30.0
     probe_interval: float = 0.1
+    portless_ready_after: float = 1.0
     proxy_shutdown_grace: str = "2s"
 
 
@@ -261,12 +263,19 @@ class PodRuntime:
 
     async def _watch_app_ready(self, pod: Pod, child: Child) -> None:
         ports = self.plan.spec.ports
+        if not ports:
+            # Nothing to probe: ready once it has stayed up a moment, so a command that fails
+            # at once is seen crashing rather than ready.
+            await asyncio.sleep(self._settings.portless_ready_after)
+        interval = self._settings.probe_interval
         while child.running:
             if not ports or await tcp_open_in_netns(pod.netns, "127.0.0.1", ports[0]):
                 self.app_ready = True
                 self._changed()
                 return
-            await asyncio.sleep(self._settings.probe_interval)
+            await asyncio.sleep(interval)
+            # An app that never listens costs one probe a second, not ten.
+            interval = min(1.0, interval * 1.5)
 
     async def stop(self) -> None:
         """Stop both processes and remove the pod's namespace; safe to call twice."""
