@@ -129,6 +129,19 @@ class HttpStats:
         stats.latency.observe_ms(latency_s * 1000.0)
 
 
+class RouteStats(HttpStats):
+    """Per-route counts of logical requests (retries not counted again), and retries."""
+
+    __slots__ = ("retries",)
+
+    def __init__(self, labels: Labels) -> None:
+        super().__init__(labels)
+        self.retries: dict[str, int] = {}  # outcome ("retried", "budget_exhausted") -> count
+
+    def retry(self, outcome: str) -> None:
+        self.retries[outcome] = self.retries.get(outcome, 0) + 1
+
+
 class TcpStats:
     """Connection and byte counts for one (direction, peer, target, tls) label set."""
 
@@ -163,6 +176,7 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self._http: dict[Labels, HttpStats] = {}
         self._tcp: dict[Labels, TcpStats] = {}
+        self._routes: dict[Labels, RouteStats] = {}
         self.started = time.time()
         self._collectors: list[Collector] = [_Collector(self)]
 
@@ -194,6 +208,29 @@ class ProxyMetrics:
     def render(self) -> bytes:
         return render(self._collectors)
 
+    def route(
+        self,
+        parent: tuple[str, str, int],
+        route_name: str,
+        route_kind: str,
+    ) -> RouteStats:
+        """Stats of one outbound route of a parent service (name, namespace, port)."""
+        labels = (
+            ("direction", "outbound"),
+            ("parent_name", parent[0]),
+            ("parent_namespace", parent[1]),
+            ("parent_port", str(parent[2])),
+            ("route_name", route_name),
+            ("route_kind", route_kind),
+        )
+        stats = self._routes.get(labels)
+        if stats is None:
+            stats = self._routes[labels] = RouteStats(labels)
+        return stats
+
+    def route_stats(self) -> Iterator[RouteStats]:
+        return iter(list(self._routes.values()))
+
     def http_stats(self) -> Iterator[HttpStats]:
         return iter(list(self._http.values()))
 
@@ -213,33 +250,19 @@ class _Collector:
         process_start.add("process_start_time_seconds", (), m.started)
         yield process_start
 
-        requests = MetricFamily("request_total", "Total count of HTTP requests.", "counter")
-        responses = MetricFamily("response_total", "Total count of HTTP responses.", "counter")
-        latency = MetricFamily(
-            "response_latency_ms",
-            "Elapsed times between a request's headers being received and its response "
-            "stream completing",
-            "histogram",
+        yield from _http_families("", m.http_stats())
+        yield from _http_families("outbound_http_route_", m.route_stats())
+        retries = MetricFamily(
+            "outbound_http_route_retry_total",
+            "Retries of requests on a route, by outcome",
+            "counter",
         )
-        for stats in m.http_stats():
-            base = stats.labels
-            requests.add("request_total", base, stats.requests)
-            for key, rstats in list(stats.responses.items()):
-                status, grpc_status, classification, error = key
-                labels = (*base, ("status_code", str(status)), ("classification", classification))
-                if grpc_status is not None:
-                    labels = (*labels, ("grpc_status", str(grpc_status)))
-                if error is not None:
-                    labels = (*labels, ("error", error))
-                responses.add("response_total", labels, rstats.count)
-                hist = (*base, ("status_code", str(status)))
-                for bound, count in rstats.latency.cumulative():
-                    latency.add("response_latency_ms_bucket", (*hist, ("le", bound)), count)
-                latency.add("response_latency_ms_count", hist, rstats.latency.count)
-                latency.add("response_latency_ms_sum", hist, rstats.latency.sum_ms)
-        yield requests
-        yield responses
-        yield latency
+        for route in m.route_stats():
+            for outcome, count in list(route.retries.items()):
+                retries.add(
+                    "outbound_http_route_retry_total", (*route.labels, ("result", outcome)), count
+                )
+        yield retries
 
         opened = MetricFamily("tcp_open_total", "Total count of opened connections", "counter")
         closed = MetricFamily("tcp_close_total", "Total count of closed connections", "counter")
@@ -261,3 +284,37 @@ class _Collector:
             for errno, count in list(tstats.closes.items()):
                 closed.add("tcp_close_total", (*base, ("errno", errno)), count)
         yield from (opened, closed, open_now, read, written)
+
+
+def _http_families(prefix: str, all_stats: Iterator[HttpStats]) -> Iterator[MetricFamily]:
+    """request_total, response_total and response_latency_ms for a set of HttpStats."""
+    request, response, latency_name = (
+        f"{prefix}request_total", f"{prefix}response_total", f"{prefix}response_latency_ms"
+    )  # fmt: skip
+    requests = MetricFamily(request, "Total count of HTTP requests.", "counter")
+    responses = MetricFamily(response, "Total count of HTTP responses.", "counter")
+    latency = MetricFamily(
+        latency_name,
+        "Elapsed times between a request's headers being received and its response "
+        "stream completing",
+        "histogram",
+    )
+    for stats in all_stats:
+        base = stats.labels
+        requests.add(request, base, stats.requests)
+        for key, rstats in list(stats.responses.items()):
+            status, grpc_status, classification, error = key
+            labels = (*base, ("status_code", str(status)), ("classification", classification))
+            if grpc_status is not None:
+                labels = (*labels, ("grpc_status", str(grpc_status)))
+            if error is not None:
+                labels = (*labels, ("error", error))
+            responses.add(response, labels, rstats.count)
+            hist = (*base, ("status_code", str(status)))
+            for bound, count in rstats.latency.cumulative():
+                latency.add(f"{latency_name}_bucket", (*hist, ("le", bound)), count)
+            latency.add(f"{latency_name}_count", hist, rstats.latency.count)
+            latency.add(f"{latency_name}_sum", hist, rstats.latency.sum_ms)
+    yield requests
+    yield responses
+    yield latency
