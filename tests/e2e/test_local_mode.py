@@ -372,6 +372,30 @@ def test_up_with_a_taken_port_changes_nothing(tmp_path: Path) -> None:
     assert leftovers(other.state) == [] and not other.state.runtime_file.exists()
 
 
+def test_a_second_state_dir_is_an_independent_mesh(mesh: Mesh, tmp_path: Path) -> None:
+    other = Mesh(StateDir.at(tmp_path / "second"))
+    assert other.state.node_name != mesh.state.node_name
+    try:
+        other.cli("up", "--prometheus-port", "0")
+        assert other.runtime().prometheus_url != mesh.runtime().prometheus_url
+        # The same names and the same addresses, in another node: no clash.
+        other.cli(
+            "run", "web", "-n", NS, "--port", "8080", "--", "python3", "-m", "http.server", "8080"
+        )
+        other.cli("run", "client", "-n", NS, "--", "sleep", "infinity")
+        answer = other.exec("client-0", "curl", "-s", "-i", "-m", "5", WEB_URL)
+        assert "200 OK" in answer.stdout, (
+            answer,
+            other.cli("logs", "client-0", "-n", NS, "--proxy").stdout,
+        )
+        assert set(other.pods()) == {"web-0", "client-0"}
+        assert "web-1" in mesh.pods()
+    finally:
+        other.cli("down", "--purge", check=False)
+    assert leftovers(other.state) == []
+    assert mesh.exec("client-0", "curl", "-sf", "-m", "5", WEB_URL).returncode == 0
+
+
 def test_supervisor_crash_then_up_brings_the_pods_back(mesh: Mesh) -> None:
     runtime = mesh.runtime()
     old_apps = [pod["status"]["pids"]["app"] for pod in mesh.pods().values()]

@@ -258,3 +258,16 @@ def test_unreadable_runtime_file_says_how_to_recover(tmp_path: Path) -> None:
     state.runtime_file.write_text('{"unexpected": 1}')
     with pytest.raises(LocalModeError, match="unexpected content"):
         RuntimeInfo.load(state)
+
+
+def test_preflight_names_what_is_missing() -> None:
+    from gossamer.local import preflight
+    from gossamer.local.errors import PreflightError
+
+    assert preflight.problems() == []  # CI has all of it, as root
+    found = preflight.problems("no-such-prometheus-binary")
+    assert found == [
+        "no-such-prometheus-binary not found: install Debian's 'prometheus' (scripts/setup)"
+    ]
+    with pytest.raises(PreflightError, match="gossamer up cannot start"):
+        preflight.check("no-such-prometheus-binary")

@@ -209,8 +209,10 @@ class PodRuntime:
                 self._changed()
                 code = await child.wait()
                 why = f"proxy exited with code {code}"
+            elif not child.running:
+                why = f"proxy exited with code {await child.wait()} before it was ready"
             else:
-                code = await child.stop()
+                await child.stop()
                 why = f"proxy not ready within {self._settings.proxy_ready_timeout:.0f}s"
             self.proxy_ready = False
             self.restarts += 1
