@@ -143,6 +143,8 @@ def test_up_is_idempotent_and_keeps_addresses_off_the_host(mesh: Mesh) -> None:
     again = mesh.cli("up")
     assert "already up" in again.stdout and runtime.prometheus_url in again.stdout
     assert mesh.runtime().supervisor_pid == runtime.supervisor_pid
+    moved = mesh.cli("up", "--subnet", "10.99.0.0/16", check=False)
+    assert moved.returncode == 1 and "made with --subnet 10.77.0.0/16" in moved.stderr
     # The supervisor lives in the node namespace.
     node_ns = os.stat(f"/run/netns/{runtime.node_netns}").st_ino
     assert os.stat(f"/proc/{runtime.supervisor_pid}/ns/net").st_ino == node_ns

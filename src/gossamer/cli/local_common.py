@@ -20,6 +20,7 @@ from gossamer.control.store import SQLiteStore, StoreError
 from gossamer.core.resources import DEFAULT_NAMESPACE, ResourceError
 from gossamer.local.errors import LocalModeError
 from gossamer.local.pod import SandboxError
+from gossamer.local.preflight import require_root
 from gossamer.local.state import StateDir
 
 P = ParamSpec("P")
@@ -54,6 +55,9 @@ def reports_errors(command: Callable[P, T]) -> Callable[P, T]:
 
 
 def state_of(state_dir: Path | None) -> StateDir:
+    """The state directory a command works on; local-mode commands all need root."""
+    context = click.get_current_context(silent=True)
+    require_root(f"gossamer {context.info_name}" if context is not None else "gossamer")
     return StateDir.at(state_dir)
 
 

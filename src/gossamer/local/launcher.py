@@ -30,7 +30,7 @@ from gossamer.local import preflight
 from gossamer.local.addresses import DEFAULT_SUBNET
 from gossamer.local.errors import LocalModeError, MeshNotRunning, SupervisorFailed
 from gossamer.local.hosts import DEFAULT_CLUSTER_DOMAIN
-from gossamer.local.netns import Node, require_root
+from gossamer.local.netns import Node
 from gossamer.local.ownership import (
     OWNER_ENV,
     is_ours,
@@ -92,6 +92,16 @@ def up(options: UpOptions) -> UpResult:
     preflight.check(options.prometheus)
     state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     previous = RuntimeInfo.load(state)
+    if previous is not None:
+        for flag, wanted, current in (
+            ("--subnet", options.subnet, previous.subnet),
+            ("--service-cidr", options.service_cidr, previous.service_cidr),
+        ):
+            if wanted is not None and wanted != current:
+                raise LocalModeError(
+                    f"this mesh was made with {flag} {current}; to change it, "
+                    f"`gossamer down --state-dir {state.root}` first"
+                )
     if previous is not None and is_ours(previous.supervisor_pid, supervisor_marker(state)):
         status = _wait_ready(state, previous.supervisor_pid, None, options.timeout)
         return UpResult(previous, status, already_running=True)
@@ -234,7 +244,7 @@ class DownResult:
 
 
 def down(state: StateDir, *, purge: bool = False) -> DownResult:
-    require_root()
+    preflight.require_root("gossamer down")
     runtime = RuntimeInfo.load(state) if state.root.is_dir() else None
     status = SupervisorStatus.load(state) if state.root.is_dir() else None
     candidates = {pid for pid in (runtime and runtime.supervisor_pid, status and status.pid) if pid}

@@ -47,3 +47,13 @@ def check(prometheus: str = "prometheus") -> None:
     found = problems(prometheus)
     if found:
         raise PreflightError("gossamer up cannot start:\n  - " + "\n  - ".join(found))
+
+
+def require_root(command: str) -> None:
+    """PreflightError unless root: every local-mode command reads root's 0600 store and
+    enters namespaces."""
+    if os.geteuid() != 0:
+        raise PreflightError(
+            f"{command} needs root (the mesh's namespaces, iptables rules and 0600 store "
+            "belong to root): run it with sudo"
+        )
