@@ -103,6 +103,10 @@ class WatchClient(ABC, Generic[W]):
             return None
         return watch
 
+    def watch(self, key: Addr) -> W:
+        """The watch for `key`, answered or not (started if new)."""
+        return self._watch_for(key)
+
     def _watch_for(self, key: Addr) -> W:
         loop = asyncio.get_running_loop()
         watch = self._watches.get(key)
