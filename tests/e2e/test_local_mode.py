@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,8 +126,18 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         assert "is up" in up.stdout, up.stdout
         yield mesh
     finally:
+        keep_logs(mesh.state, tmp_path_factory.mktemp("gossamer-logs"))
         mesh.cli("down", "--purge", check=False)
         assert leftovers(mesh.state) == []
+
+
+def keep_logs(state: StateDir, into: Path) -> None:
+    """Copy the mesh's logs out of the state directory `down --purge` removes (pytest keeps
+    its last temporary directories: the logs of a failed run can be read there)."""
+    if state.supervisor_log.exists():
+        shutil.copy(state.supervisor_log, into / "supervisor.log")
+    if state.pods_dir.is_dir():
+        shutil.copytree(state.pods_dir, into / "pods", dirs_exist_ok=True)
 
 
 def test_run_before_up_is_refused(tmp_path: Path) -> None:

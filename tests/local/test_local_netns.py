@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gossamer.local.hosts import install_pod_files, remove_pod_files, write_in_place
-from gossamer.local.netns import Node, list_namespaces
+from gossamer.local.netns import Node, list_namespaces, pod_mac
 from gossamer.local.nssocket import NetnsSocketError, socket_in_netns
 from gossamer.local.ownership import (
     OWNER_ENV,
@@ -145,6 +145,25 @@ def test_fixed_node_is_adopted_and_pods_replace_leftovers(tmp_path: Path) -> Non
         for netns in list_namespaces():
             if netns == name or netns.startswith(name + ".") or netns.startswith(name + "-"):
                 subprocess.run(["ip", "netns", "delete", netns], check=False)
+
+
+def test_an_address_reused_by_a_new_pod_is_reachable_at_once(
+    node: Node, make_pod: Callable[[str], Pod]
+) -> None:
+    client = make_pod("client")
+    first = make_pod("first")
+    first.spawn([PYTHON, STANDIN, "app", "first", "8080"], name="app")
+    first.wait_for_port(8080)
+    assert dial(client, first.ip, 8080) == "app first 8080"  # ARP caches now know its MAC
+    address = first.ip
+    node.remove_pod("first")
+    second = node.add_pod("second", address=address)
+    assert second.ip == address
+    assert pod_mac(address) in second.exec(["ip", "-o", "link", "show", "eth0"]).stdout
+    second.spawn([PYTHON, STANDIN, "app", "second", "8080"], name="app")
+    second.wait_for_port(8080)
+    # Same address, same MAC: no cache points at a vanished interface.
+    assert dial(client, address, 8080, timeout=2) == "app second 8080"
 
 
 def spawn_marked(marker: str) -> subprocess.Popen[bytes]:

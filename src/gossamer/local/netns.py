@@ -187,7 +187,8 @@ class Node:
             # the pair never exists in the host namespace, not even for a moment.
             run_checked(
                 ["ip", "-n", self.netns, "-batch", "-"],
-                input=f"link add {veth} type veth peer name eth0 netns {netns}\n"
+                input=f"link add {veth} type veth peer name eth0 "
+                f"address {pod_mac(address)} netns {netns}\n"
                 f"link set {veth} master {BRIDGE} up\n",
             )
             run_checked(
@@ -250,6 +251,13 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, subnet={self.subnet}, pods={sorted(self.pods)})"
+
+
+def pod_mac(address: ipaddress.IPv4Address) -> str:
+    """A pod's `eth0` MAC, derived from its address (locally administered, `02:47:` + the
+    four address bytes). An address that moves to a new pod (a restart, a reused address)
+    keeps its MAC, so the ARP caches of the node and of other pods stay right."""
+    return "02:47:" + ":".join(f"{byte:02x}" for byte in address.packed)
 
 
 def _configure_node(name: str, pool: PodAddressPool) -> None:
