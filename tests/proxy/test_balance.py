@@ -279,3 +279,9 @@ def test_p2c_never_picks_the_single_most_expensive_endpoint(
         assert h is not None
         if unique_worst:
             assert h is not worst
+
+
+def test_a_tie_between_two_fresh_endpoints_is_a_coin_toss() -> None:
+    b = balancer(["a", "b"])
+    picks = [h.addr for h in (b.pick(0.0) for _ in range(2000)) if h is not None]
+    assert 800 < picks.count("a") < 1200

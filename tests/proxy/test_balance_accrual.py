@@ -203,6 +203,8 @@ def test_a_penalised_endpoint_is_not_picked_then_probed_once_then_recovers() -> 
     assert len(probes) == 1 and isinstance(probes[0], ProbeHandle)
     probe = probes[0]
     probe.start()
+    assert bad.pending == probe.pending == 1
+    probe.start()  # once only
     assert bad.pending == 1
     probe.finish(True, 0.002, 1.6)
     assert bad.pending == 0

@@ -449,6 +449,8 @@ def test_default_only_policy_selects_without_reading_the_request() -> None:
     assert s is not None and s.route_name == "default" and s.route_kind == "default"
     assert routes.select_grpc(b"a", b"b", Untouchable()) is s  # type: ignore[arg-type]
     assert routes.select(get(b"/anything")) is s
+    # The caller may skip building a RequestInfo altogether.
+    assert routes.always is s
 
 
 def test_a_first_route_that_always_matches_takes_the_fast_path_too() -> None:
@@ -462,6 +464,7 @@ def test_no_fast_path_when_the_first_route_can_miss() -> None:
         http_route("r", rule(to="all"), hostnames=("web.ns",)),
     ):
         routes = compiled(first)
+        assert routes.always is None
         with pytest.raises(AssertionError):
             routes.select(Untouchable())  # type: ignore[arg-type]
     routes = compiled(http_route("r", rule(path(EXACT, "/a"), to="a"), rule(to="rest")))

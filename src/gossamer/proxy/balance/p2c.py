@@ -73,9 +73,20 @@ class ProbeHandle(EndpointHandle):
     __slots__ = ("_endpoint", "_started")
 
     def __init__(self, endpoint: EndpointHandle) -> None:
-        super().__init__(endpoint.addr, endpoint.ewma, endpoint.accrual)
+        # Not EndpointHandle.__init__: `pending` is the endpoint's, not the probe's.
+        self.addr = endpoint.addr
+        self.ewma = endpoint.ewma
+        self.accrual = endpoint.accrual
         self._endpoint = endpoint
         self._started = False
+
+    @property
+    def pending(self) -> int:
+        return self._endpoint.pending
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self._endpoint.pending = value
 
     def start(self) -> None:
         if not self._started:
@@ -186,9 +197,14 @@ class EndpointBalancer:
             ba = b.accrual
             if (aa is not None and aa.penalised) or (ba is not None and ba.penalised):
                 return self._pick_gated(now)
-        if a.ewma.estimate(now) * (a.pending + 1) <= b.ewma.estimate(now) * (b.pending + 1):
+        cost_a = a.ewma.estimate(now) * (a.pending + 1)
+        cost_b = b.ewma.estimate(now) * (b.pending + 1)
+        if cost_a < cost_b:
             return a
-        return b
+        if cost_b < cost_a:
+            return b
+        # A tie (fresh endpoints): a coin, or two endpoints would always start with the first.
+        return a if self._random() < 0.5 else b
 
     def _pick_gated(self, now: float) -> EndpointHandle | None:
         # Some endpoint is penalised or on probation: draw among the available ones only.

@@ -37,7 +37,7 @@ class HeaderModifiers:
 
     NONE: ClassVar[HeaderModifiers]
 
-    def __init__(self, drop: frozenset[bytes] = frozenset(), append: Sequence[Header] = ()):
+    def __init__(self, drop: frozenset[bytes] = frozenset(), append: Sequence[Header] = ()) -> None:
         self.drop = drop
         self.append = tuple(append)
         self.noop = not drop and not self.append

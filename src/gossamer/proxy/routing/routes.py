@@ -122,9 +122,11 @@ class CompiledRoutes:
             if entries:
                 routes.append((hostname_test(route.hostnames), tuple(e[2] for e in entries)))
         self._routes: tuple[_Route, ...] = tuple(routes)
-        self._always: SelectedRoute | None = None
+        # Set when every request selects the same rule: a caller may skip building the
+        # RequestInfo altogether (`routes.always or routes.select(request_info(...))`).
+        self.always: SelectedRoute | None = None
         if routes and routes[0][0] is None and routes[0][1][0][0] is None:
-            self._always = routes[0][1][0][1]
+            self.always = routes[0][1][0][1]
 
     @property
     def routes(self) -> list[SelectedRoute]:
@@ -138,7 +140,7 @@ class CompiledRoutes:
 
     def select(self, request: RequestInfo) -> SelectedRoute | None:
         """The rule that `request` selects; None when no route matches."""
-        always = self._always
+        always = self.always
         if always is not None:
             return always
         for host_test, entries in self._routes:
@@ -153,7 +155,7 @@ class CompiledRoutes:
         self, service: bytes, method: bytes, request: RequestInfo
     ) -> SelectedRoute | None:
         """`select` for a gRPC call whose `/service/method` the caller has already split."""
-        always = self._always
+        always = self.always
         if always is not None:
             return always
         request.set_grpc_method(service, method)
