@@ -134,7 +134,9 @@ def test_no_route_matches_without_a_default() -> None:
     assert CompiledRoutes(pb.OutboundPolicy(), random.Random(1)).select(get(b"/")) is None
 
 
-def test_within_a_route_exact_beats_prefix_whatever_the_rule_order() -> None:
+def test_within_a_route_the_first_rule_in_policy_order_wins() -> None:
+    # The control plane ranks matches (Gateway API precedence) and orders rules to suit;
+    # the proxy does not second-guess it.
     routes = compiled(
         http_route(
             "r",
@@ -142,36 +144,32 @@ def test_within_a_route_exact_beats_prefix_whatever_the_rule_order() -> None:
             rule(path(EXACT, "/api/login"), to="exact"),
         )
     )
-    assert to(routes, get(b"/api/login")) == "r/1->exact"
-    assert to(routes, get(b"/api/other")) == "r/0->prefix"
-
-
-def test_within_a_route_the_longest_prefix_wins() -> None:
-    routes = compiled(
-        http_route("r", rule(path(PREFIX, "/"), to="root"), rule(path(PREFIX, "/a/b"), to="ab")),
-        http_route("s", rule(path(PREFIX, "/a"), to="never")),
-    )
-    assert to(routes, get(b"/a/b/c")) == "r/1->ab"
-    assert to(routes, get(b"/a/c")) == "r/0->root"
-
-
-def test_within_a_route_method_then_headers_then_query_break_ties() -> None:
-    routes = compiled(
+    assert to(routes, get(b"/api/login")) == "r/0->prefix"
+    ranked = compiled(
         http_route(
             "r",
-            rule(path(PREFIX, "/x"), to="plain"),
-            rule(path(PREFIX, "/x", query_params=[header("q", "1")]), to="query"),
-            rule(path(PREFIX, "/x", headers=[header("h", "1")]), to="header"),
-            rule(path(PREFIX, "/x", method="POST"), to="method"),
+            rule(path(EXACT, "/api/login"), to="exact"),
+            rule(path(PREFIX, "/api"), to="prefix"),
         )
     )
-    assert to(routes, get(b"/x?q=1", (b"h", b"1"), method=b"POST")) == "r/3->method"
-    assert to(routes, get(b"/x?q=1", (b"h", b"1"))) == "r/2->header"
-    assert to(routes, get(b"/x?q=1")) == "r/1->query"
-    assert to(routes, get(b"/x")) == "r/0->plain"
+    assert to(ranked, get(b"/api/login")) == "r/0->exact"
+    assert to(ranked, get(b"/api/other")) == "r/1->prefix"
 
 
-def test_equal_precedence_goes_to_the_earlier_rule_and_no_matches_match_all() -> None:
+def test_a_route_cut_into_pieces_by_precedence_is_tried_piece_by_piece() -> None:
+    # Route r's exact match outranks route s, whose prefix outranks r's catch-all.
+    routes = compiled(
+        http_route("r", rule(path(EXACT, "/a/b"), to="r-exact")),
+        http_route("s", rule(path(PREFIX, "/a"), to="s-prefix")),
+        http_route("r", rule(path(PREFIX, "/"), to="r-rest")),
+        default=False,
+    )
+    assert to(routes, get(b"/a/b")) == "r/0->r-exact"
+    assert to(routes, get(b"/a/c")) == "s/0->s-prefix"
+    assert to(routes, get(b"/z")) == "r/0->r-rest"
+
+
+def test_a_rule_without_matches_takes_every_request_in_its_turn() -> None:
     routes = compiled(
         http_route("r", rule(to="catch-all"), rule(path(PREFIX, "/"), to="also-all")),
         default=False,
@@ -355,13 +353,13 @@ def test_grpc_matches_by_service_and_method() -> None:
     routes = compiled(
         grpc_route(
             "g",
-            rule(grpc("emoji.v1.EmojiService"), to="service"),
             rule(grpc("emoji.v1.EmojiService", "FindByShortcode"), to="method"),
+            rule(grpc("emoji.v1.EmojiService"), to="service"),
             rule(grpc("", "Vote.*", regex=True), to="regex"),
         )
     )
-    assert to(routes, grpc_call(b"emoji.v1.EmojiService", b"FindByShortcode")) == "g/1->method"
-    assert to(routes, grpc_call(b"emoji.v1.EmojiService", b"ListAll")) == "g/0->service"
+    assert to(routes, grpc_call(b"emoji.v1.EmojiService", b"FindByShortcode")) == "g/0->method"
+    assert to(routes, grpc_call(b"emoji.v1.EmojiService", b"ListAll")) == "g/1->service"
     assert to(routes, grpc_call(b"emoji.v1.VotingService", b"VoteDoughnut")) == "g/2->regex"
     assert to(routes, grpc_call(b"other.Service", b"Get")) == "default/0->web"
     assert to(routes, get(b"/not-grpc")) == "default/0->web"
@@ -456,6 +454,9 @@ def test_default_only_policy_selects_without_reading_the_request() -> None:
 def test_a_first_route_that_always_matches_takes_the_fast_path_too() -> None:
     routes = compiled(http_route("all", rule(to="everything")))
     assert to(routes, Untouchable()) == "all/0->everything"  # type: ignore[arg-type]
+    # Gateway API's default match (PathPrefix "/", nothing else) is a catch-all too.
+    routes = compiled(http_route("all", rule(path(PREFIX, "/"), path(EXACT, "/x"))))
+    assert routes.always is not None and routes.always.route_name == "all"
 
 
 def test_no_fast_path_when_the_first_route_can_miss() -> None:

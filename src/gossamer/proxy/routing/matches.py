@@ -9,12 +9,11 @@ Semantics (HTTPRoute / GRPCRoute):
   and values (names case-sensitive).
 - method: exact. gRPC: service and method of `/service/method`, exact or whole-regex; an
   empty one matches any.
-- All the conditions of one match must hold.
+- All the conditions of one match must hold; a match with none (PathPrefix `/` and nothing
+  else, Gateway API's default) matches every request and is marked `catch_all`.
 
-Each match carries its Gateway API precedence key, so a route's (rule, match) pairs can be
-sorted once, most specific first, and the first that matches wins: exact path, then regex,
-then the longest prefix; then a method match; then the most header matches, then the most
-query parameter matches; ties go to the earlier rule.
+Precedence between matches is not decided here: the control plane ranks every match (Gateway
+API precedence, route age, name) and emits routes and rules in that order.
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ from gossamer.api.gen import policy_pb2 as pb
 from gossamer.proxy.routing.request import RequestInfo
 
 BytesTest = Callable[[bytes], object]  # truthy on a match
-Precedence = tuple[int, int, int, int, int]
-
-_EXACT, _REGEX, _PREFIX = 3, 2, 1
-# The key of a rule without matches: everything, like a PathPrefix of "/".
-CATCH_ALL_PRECEDENCE: Precedence = (_PREFIX, 1, 0, 0, 0)
 
 
 class InvalidMatch(ValueError):
@@ -63,23 +57,19 @@ def _prefix_test(prefix: bytes) -> BytesTest | None:
 class CompiledMatch:
     """One `RequestMatch`: `matches(request)` when all its conditions hold."""
 
-    __slots__ = ("grpc", "headers", "method", "path", "precedence", "query")
+    __slots__ = ("catch_all", "grpc", "headers", "method", "path", "query")
 
     def __init__(self, match: pb.RequestMatch) -> None:
         self.path: BytesTest | None = None
-        rank, length = CATCH_ALL_PRECEDENCE[0], CATCH_ALL_PRECEDENCE[1]
         if match.HasField("path"):
             kind = match.path.kind
             value = match.path.value
             if kind == pb.PathMatch.EXACT:
                 self.path = value.encode("utf-8").__eq__
-                rank, length = _EXACT, len(value)
             elif kind == pb.PathMatch.REGEX:
                 self.path = _regex(value)
-                rank, length = _REGEX, len(value)
             else:
                 self.path = _prefix_test(value.encode("utf-8"))
-                length = len(value) or 1
         self.method: bytes | None = match.method.encode("ascii") if match.method else None
         self.headers: tuple[tuple[bytes, BytesTest], ...] = tuple(
             (h.name.lower().encode("utf-8"), _value_test(h.value, h.regex))
@@ -96,14 +86,12 @@ class CompiledMatch:
                 _value_test(g.service, g.regex) if g.service else None,
                 _value_test(g.method, g.regex) if g.method else None,
             )
-            rank = _EXACT if not g.regex else _REGEX
-            length = len(g.service) * 1000 + len(g.method)
-        self.precedence: Precedence = (
-            rank,
-            length,
-            1 if self.method is not None else 0,
-            len(self.headers),
-            len(self.query),
+        self.catch_all = (
+            self.path is None
+            and self.method is None
+            and not self.headers
+            and not self.query
+            and self.grpc is None
         )
 
     def matches(self, request: RequestInfo) -> bool:

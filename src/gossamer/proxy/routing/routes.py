@@ -1,15 +1,16 @@
 """A service's outbound routes, compiled once per policy; per-request selection only reads.
 
-Theory of operation: routes are tried in the policy's order (the control plane sorts them by
-Gateway API precedence; the implicit default comes last). A route whose hostnames do not
-include the request's host is skipped. Within a route, every (rule, match) pair was sorted
-at compile time by Gateway API match precedence (see matches.py), so the first pair that
-matches names the rule; a rule without matches matches every request. Each rule's outcome
+Theory of operation: the control plane has already put every route, rule and match in
+Gateway API precedence order (a route may even appear in several pieces to honour it), so
+the proxy honours the order as given: the first route whose hostnames admit the request's
+host, and within it the first rule with a match that holds (a rule without matches, or
+with a catch-all match, takes every request), is the answer. Each rule's outcome
 (`SelectedRoute`: backends, modifiers, retry condition, timeouts) is built once, so a
 selection allocates nothing.
 
-When the first route can only ever be the answer (no hostnames, and its most specific pair is
-a catch-all, as with a policy that has just the default route), `select` returns it at once.
+When the first route can only ever be the answer (no hostnames, and a catch-all first rule,
+as with a policy that has just the default route), `select` returns it at once, and
+`always` tells a caller it need not even build the `RequestInfo`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from collections.abc import Callable
 
 from gossamer.api.gen import policy_pb2 as pb
 from gossamer.proxy.retry import RetryCondition
-from gossamer.proxy.routing.matches import (
-    CATCH_ALL_PRECEDENCE,
-    CompiledMatch,
-    InvalidMatch,
-    hostname_test,
-)
+from gossamer.proxy.routing.matches import CompiledMatch, InvalidMatch, hostname_test
 from gossamer.proxy.routing.modifiers import HeaderModifiers
 from gossamer.proxy.routing.request import RequestInfo
 
@@ -92,8 +88,9 @@ class SelectedRoute:
         )
 
 
-_Entry = tuple[CompiledMatch | None, SelectedRoute]  # None: the rule has no matches
-_Route = tuple[Callable[[bytes], bool] | None, tuple[_Entry, ...]]
+# A rule: its matches (None: it takes every request) and what it says to do.
+_Rule = tuple[tuple[CompiledMatch, ...] | None, SelectedRoute]
+_Route = tuple[Callable[[bytes], bool] | None, tuple[_Rule, ...]]
 
 
 class CompiledRoutes:
@@ -103,24 +100,19 @@ class CompiledRoutes:
         self.policy = policy
         # Matches that could not be compiled (a bad regex): they never match; listed here.
         self.errors: list[str] = []
+        self._selected: list[SelectedRoute] = []
         routes: list[_Route] = []
         for route in policy.routes:
-            entries: list[tuple[tuple[int, ...], int, _Entry]] = []
+            rules: list[_Rule] = []
             for rule_index, rule in enumerate(route.rules):
                 selected = SelectedRoute(route, rule_index, rule, rng)
-                if not rule.matches:
-                    entries.append(((*CATCH_ALL_PRECEDENCE,), rule_index, (None, selected)))
-                for match in rule.matches:
-                    try:
-                        compiled = CompiledMatch(match)
-                    except InvalidMatch as e:
-                        self.errors.append(f"{route.kind} {route.name} rule {rule_index}: {e}")
-                        continue
-                    entries.append((compiled.precedence, rule_index, (compiled, selected)))
-            # Most specific first; equal precedence keeps rule (then match) order: sort is stable.
-            entries.sort(key=lambda e: (tuple(-k for k in e[0]), e[1]))
-            if entries:
-                routes.append((hostname_test(route.hostnames), tuple(e[2] for e in entries)))
+                self._selected.append(selected)
+                matches = self._compile_matches(route, rule_index, rule)
+                if matches is None or matches:
+                    rules.append((matches, selected))
+                # else: every match was invalid, so the rule can match nothing.
+            if rules:
+                routes.append((hostname_test(route.hostnames), tuple(rules)))
         self._routes: tuple[_Route, ...] = tuple(routes)
         # Set when every request selects the same rule: a caller may skip building the
         # RequestInfo altogether (`routes.always or routes.select(request_info(...))`).
@@ -128,27 +120,43 @@ class CompiledRoutes:
         if routes and routes[0][0] is None and routes[0][1][0][0] is None:
             self.always = routes[0][1][0][1]
 
+    def _compile_matches(
+        self, route: pb.Route, rule_index: int, rule: pb.RouteRule
+    ) -> tuple[CompiledMatch, ...] | None:
+        """The rule's matches; None when it takes every request."""
+        if not rule.matches:
+            return None
+        compiled: list[CompiledMatch] = []
+        for match in rule.matches:
+            try:
+                m = CompiledMatch(match)
+            except InvalidMatch as e:
+                self.errors.append(f"{route.kind} {route.name} rule {rule_index}: {e}")
+                continue
+            if m.catch_all:
+                return None
+            compiled.append(m)
+        return tuple(compiled)
+
     @property
     def routes(self) -> list[SelectedRoute]:
         """Every rule's outcome, in policy order (for metrics and tests)."""
-        out: list[SelectedRoute] = []
-        for _, entries in self._routes:
-            for _, selected in sorted(entries, key=lambda e: e[1].rule):
-                if selected not in out:
-                    out.append(selected)
-        return out
+        return list(self._selected)
 
     def select(self, request: RequestInfo) -> SelectedRoute | None:
         """The rule that `request` selects; None when no route matches."""
         always = self.always
         if always is not None:
             return always
-        for host_test, entries in self._routes:
+        for host_test, rules in self._routes:
             if host_test is not None and not host_test(request.host):
                 continue
-            for match, selected in entries:
-                if match is None or match.matches(request):
+            for matches, selected in rules:
+                if matches is None:
                     return selected
+                for match in matches:
+                    if match.matches(request):
+                        return selected
         return None
 
     def select_grpc(
