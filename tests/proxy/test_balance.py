@@ -285,3 +285,10 @@ def test_a_tie_between_two_fresh_endpoints_is_a_coin_toss() -> None:
     b = balancer(["a", "b"])
     picks = [h.addr for h in (b.pick(0.0) for _ in range(2000)) if h is not None]
     assert 800 < picks.count("a") < 1200
+
+
+def test_endpoints_churned_before_any_pick_are_not_kept() -> None:
+    b = EndpointBalancer(random.Random(1))
+    for i in range(100):
+        b.update([f"10.0.0.{i}", "stable"])
+    assert len(b._unstarted) == 2

@@ -168,6 +168,8 @@ class EndpointBalancer:
             by_addr[addr] = endpoint
         self._by_addr = by_addr
         self._endpoints = list(by_addr.values())
+        if self._unstarted:  # bounded even if updates come and no pick does
+            self._unstarted = [e for e in self._unstarted if by_addr.get(e.addr) is e]
 
     def pick(self, now: float) -> EndpointHandle | None:
         """The endpoint for the next request; None when none is available."""
