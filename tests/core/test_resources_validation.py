@@ -759,8 +759,9 @@ def test_unknown_kind_lists_the_known_ones() -> None:
     with pytest.raises(UnknownKindError) as raised:
         Resource.from_dict({"apiVersion": "x/v1", "kind": "Foo", "metadata": {"name": "a"}})
     assert str(raised.value) == (
-        "unknown kind Foo (apiVersion x/v1); known kinds: Pod (v1), Service (v1), "
-        "ServiceAccount (v1), Workload (local.gossamer.dev/v1alpha1)"
+        "unknown kind Foo (apiVersion x/v1); known kinds: "
+        "GRPCRoute (gateway.networking.k8s.io/v1), HTTPRoute (gateway.networking.k8s.io/v1), "
+        "Pod (v1), Service (v1), ServiceAccount (v1), Workload (local.gossamer.dev/v1alpha1)"
     )
 
 

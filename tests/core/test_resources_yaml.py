@@ -92,7 +92,8 @@ def test_duplicate_keys_are_an_error() -> None:
 
 
 KNOWN_KINDS = (
-    "known kinds: Pod (v1), Service (v1), ServiceAccount (v1), "
+    "known kinds: GRPCRoute (gateway.networking.k8s.io/v1), "
+    "HTTPRoute (gateway.networking.k8s.io/v1), Pod (v1), Service (v1), ServiceAccount (v1), "
     "Workload (local.gossamer.dev/v1alpha1)"
 )
 NOT_AN_OBJECT = "must be a mapping with apiVersion and kind"

@@ -58,6 +58,36 @@ async def _serve_destination(
     await store.close()
 
 
+@controller_command.command("policy")
+@click.option("--store", "store_path", required=True, help="The SQLite store file to serve from.")
+@click.option("--addr", default="0.0.0.0:8090", show_default=True, help="Listen address.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+def policy_command(store_path: str, addr: str, cluster_domain: str) -> None:
+    """Serve the outbound policy API (routes, retries, timeouts for a service address)."""
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(_serve_policy(store_path, host, int(port), cluster_domain))
+
+
+async def _serve_policy(store_path: str, host: str, port: int, cluster_domain: str) -> None:
+    from gossamer.control.policy import OutboundPolicyServer
+
+    store = SQLiteStore(store_path)
+    server = OutboundPolicyServer(store, cluster_domain)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start(host, port)
+    await stop.wait()
+    await server.stop()
+    await store.close()
+
+
 @controller_command.command("identity")
 @click.option("--trust-anchors", "anchors_path", required=True, help="PEM bundle of anchors.")
 @click.option("--issuer-cert", "issuer_cert_path", required=True, help="Issuer certificate PEM.")

@@ -10,7 +10,7 @@ Kind names are unique within a registry, because stores address objects by kind 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,9 @@ class ResourcePart(Protocol):
 # parse(value, path, strict) -> typed part; raises FieldError naming the exact field.
 PartParser = Callable[[object, FieldPath, bool], ResourcePart]
 
+# check(annotations, path): raises FieldError at path + the key of an invalid annotation.
+AnnotationCheck = Callable[[Mapping[str, str], FieldPath], None]
+
 
 @dataclass(frozen=True, slots=True)
 class KindInfo:
@@ -34,6 +37,8 @@ class KindInfo:
 
     `parse_spec`/`parse_status` are None for kinds without a spec (ServiceAccount) or without
     a status (Service). `plural` and `short_names` let a CLI accept `services` and `svc`.
+    `check_annotations` validates the annotations a kind gives meaning to (retries on a
+    Service); it runs on strict parses only, so a stored object always stays readable.
     """
 
     api_version: str
@@ -44,6 +49,7 @@ class KindInfo:
     namespaced: bool = True
     plural: str = ""
     short_names: tuple[str, ...] = field(default=())
+    check_annotations: AnnotationCheck | None = None
 
     @property
     def label(self) -> str:

@@ -144,6 +144,8 @@ def _parse_known(top: Mapping[str, object], info: KindInfo, *, strict: bool) -> 
         namespaced=info.namespaced,
         strict=strict,
     )
+    if strict and info.check_annotations is not None:
+        info.check_annotations(metadata.annotations, ("metadata", "annotations"))
     spec = None
     if info.parse_spec is not None:
         if not reader.has("spec"):
