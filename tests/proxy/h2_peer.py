@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import _error_code_from_int
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -26,15 +28,41 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.http2 import Http2ServerProtocol, upstream_pool
-from gossamer.proxy.http2.endpoint import GracefulH2Connection
 from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
 from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
 
 Headers = list[tuple[bytes, bytes]]
 WAIT = 20.0
+
+
+class GracefulH2Connection(H2Connection):
+    """h2's connection, except that GOAWAY lets the streams below its last stream id finish.
+
+    h2 moves the whole connection to CLOSED when it sends or receives GOAWAY and then
+    rejects every further frame; a test peer needs to keep going after one (graceful
+    GOAWAY from either side). h2 is an independent implementation to test the proxy's own
+    HTTP/2 against.
+    """
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Any]]:
+        event = ConnectionTerminated()
+        event.error_code = _error_code_from_int(frame.error_code)
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def send_goaway(self, last_stream_id: int, error_code: int = 0, debug: bytes = b"") -> None:
+        frame = GoAwayFrame(
+            stream_id=0,
+            last_stream_id=last_stream_id,
+            error_code=error_code,
+            additional_data=debug,
+        )
+        self._prepare_for_sending([frame])
 
 
 def header(headers: Headers, name: bytes) -> bytes | None:
@@ -58,6 +86,13 @@ class PeerStream:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
         await self.peer.wait_for(predicate, timeout)
+
+    async def wait_reset(self, timeout: float = WAIT) -> int | None:
+        await self.wait_for(lambda: self.reset_code is not None, timeout)
+        return self.reset_code
+
+    async def wait_received(self, count: int, timeout: float = WAIT) -> None:
+        await self.wait_for(lambda: self.received >= count, timeout)
 
     async def read_body(
         self, *, chunk: int = 1 << 30, delay: float = 0.0, timeout: float = WAIT
@@ -226,7 +261,9 @@ class H2Peer:
         self.flush()
         return self._stream(sid)
 
-    def respond(self, sid: int, status: int = 200, extra: Headers | None = None, end: bool = False):
+    def respond(
+        self, sid: int, status: int = 200, extra: Headers | None = None, end: bool = False
+    ) -> None:
         headers = [(b":status", str(status).encode()), *(extra or [])]
         self.conn.send_headers(sid, headers, end_stream=end)
         self.flush()

@@ -209,7 +209,7 @@ async def test_malformed_request_is_a_stream_error() -> None:
             client.request("", method="GET"),  # empty :path
         ]
         for stream in bad:
-            await stream.wait_for(lambda s=stream: s.reset_code is not None, 5)
+            await stream.wait_reset(5)
             assert stream.reset_code == ErrorCodes.PROTOCOL_ERROR
         assert header(await client.request("/fine").response(), b":status") == b"200"
         assert client.goaway is None

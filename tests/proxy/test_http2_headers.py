@@ -7,7 +7,6 @@ import contextlib
 
 import pytest
 from h2.errors import ErrorCodes
-from hpack import NeverIndexedHeaderTuple
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from gossamer.proxy.http2.headers import (
     sanitize_response,
     sanitize_trailers,
 )
+from gossamer.proxy.http2.hpack import NeverIndexed
 
 BASE = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.b:80"), (b":path", b"/")]
 
@@ -104,9 +104,9 @@ def test_secrets_are_never_indexed() -> None:
         [*BASE, (b"authorization", b"Bearer x"), (b"cookie", b"a=1"), (b"cookie", b"b" * 40)]
     )
     kinds = {(n, type(h)) for h in head.headers for n in [h[0]]}
-    assert (b"authorization", NeverIndexedHeaderTuple) in kinds
-    assert isinstance(head.headers[5], NeverIndexedHeaderTuple)  # the short cookie
-    assert not isinstance(head.headers[6], NeverIndexedHeaderTuple)
+    assert (b"authorization", NeverIndexed) in kinds
+    assert isinstance(head.headers[5], NeverIndexed)  # the short cookie
+    assert not isinstance(head.headers[6], NeverIndexed)
 
 
 def test_response_status_and_grpc_status() -> None:

@@ -263,7 +263,7 @@ async def test_stalled_streams_do_not_block_the_shared_upstream_connection() -> 
         stalled = await connect_peer(proxy.port, auto_ack=False, connection_window=2**31 - 1)
         stuck = [stalled.request(f"/stuck/{i}") for i in range(30)]
         for stream in stuck:
-            await stream.wait_for(lambda s=stream: s.received >= 65_535, 10)
+            await stream.wait_received(65_535, 10)
         await asyncio.sleep(0.2)  # let the proxy fill each stuck stream's window too
         other = await connect_peer(proxy.port)
         stream = other.request("/other")

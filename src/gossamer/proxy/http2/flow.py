@@ -1,16 +1,18 @@
 """One direction of one proxied stream: DATA received on one endpoint, sent on the other.
 
 Flow control is end to end because of one rule: a flow acknowledges bytes to its source
-(`acknowledge_received_data`, which lets h2 send WINDOW_UPDATE) only after it has handed
-them to h2 on the sink, inside the sink's send window. Bytes that do not fit wait in
+(`ack_data`, which lets the source connection send WINDOW_UPDATE) only after it has queued
+them on the sink, inside the sink's send window. Bytes that do not fit wait in
 `chunks` and stay unacknowledged, so the source's window closes and the sender stops. The
 buffer is therefore bounded by the receive window the proxy advertised to the source (one
 stream window per stream, one connection window per connection); a peer that sends beyond
-it is a flow-control violation h2 turns into a connection error.
+it commits a flow-control error (connection.py).
 
 A flow finishes when it has sent END_STREAM (with the last DATA frame, an empty one, or the
 trailers), or when it is discarded because its stream was reset: discarding acknowledges
-what it still held, so the source connection's window is not leaked.
+what it still held, so the source connection's window is not leaked. A finished flow lets
+go of its stream (`stream` becomes None), so a finished request leaves no reference cycle
+behind and its memory goes back at once rather than at the next garbage collection.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from h2.exceptions import ProtocolError
-
+from gossamer.proxy.http2.connection import StreamClosedError
 from gossamer.proxy.http2.headers import Header
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Flow:
 
     def __init__(
         self,
-        stream: ProxiedStream,
+        stream: ProxiedStream | None,
         source: H2Endpoint | None,
         source_sid: int,
         sink: H2Endpoint | None,
@@ -63,20 +64,24 @@ class Flow:
         self.trailers: list[Header] | None = None
         self.finished = False
 
-    def receive(self, data: bytes, flow_controlled_length: int) -> None:
+    def receive(self, data: bytes, flow_controlled_length: int, end: bool) -> None:
         source = self.source
-        padding = flow_controlled_length - len(data)
         if self.finished:
             # Nobody will forward these any more: give the window straight back.
             if source is not None and flow_controlled_length:
-                source.h2.acknowledge_received_data(flow_controlled_length, self.source_sid)
+                source.ack_data(self.source_sid, flow_controlled_length)
             return
+        padding = flow_controlled_length - len(data)
         if padding and source is not None:
-            source.h2.acknowledge_received_data(padding, self.source_sid)
+            source.ack_data(self.source_sid, padding)
         if data:
             self.chunks.append(data)
             self.buffered += len(data)
-            self.pump()
+        if end and not self.ended:
+            self.ended = True
+        elif not data:
+            return
+        self.pump()
 
     def end(self, trailers: list[Header] | None = None) -> None:
         if self.ended:
@@ -94,7 +99,6 @@ class Flow:
             # The sink's socket is backed up: hold the bytes (unacknowledged) until it drains.
             sink.blocked[self] = None
             return
-        h2 = sink.h2
         sid = self.sink_sid
         chunks = self.chunks
         sent = 0
@@ -102,32 +106,32 @@ class Flow:
         failed = False
         try:
             while chunks:
-                window = h2.local_flow_control_window(sid)
+                window = sink.window(sid)
                 if window <= 0:
                     sink.blocked[self] = None
                     break
                 chunk = chunks[0]
                 size = len(chunk)
-                limit = min(window, h2.max_outbound_frame_size)
+                limit = window if window < sink.max_frame_size else sink.max_frame_size
                 if size > limit:
-                    h2.send_data(sid, chunk[:limit])
+                    sink.send_data(sid, chunk[:limit])
                     chunks[0] = chunk[limit:]
                     size = limit
                 else:
                     chunks.popleft()
                     # END_STREAM rides on the last DATA frame when there are no trailers.
                     end_sent = not chunks and self.ended and self.trailers is None
-                    h2.send_data(sid, chunk, end_stream=end_sent)
+                    sink.send_data(sid, chunk, end_sent)
                 sent += size
             if not chunks and self.ended and not end_sent:
                 if self.trailers is not None:
-                    h2.send_headers(sid, self.trailers, end_stream=True)
+                    sink.send_headers(sid, self.trailers, True)
                 else:
-                    h2.send_data(sid, b"", end_stream=True)
+                    sink.send_data(sid, b"", True)
                 end_sent = True
-        except ProtocolError:
-            # The sink's stream closed under us (a reset h2 has seen and we have not yet
-            # handled): stop; the stream's reset handling discards the rest.
+        except StreamClosedError:
+            # The sink's stream closed under us (a reset not yet handled): stop; the
+            # stream's reset handling discards the rest.
             failed = True
         if sent or end_sent:
             sink.schedule_flush()
@@ -136,13 +140,16 @@ class Flow:
             self.sent += sent
             source = self.source
             if source is not None and source.alive:
-                source.h2.acknowledge_received_data(sent, self.source_sid)
+                source.ack_data(self.source_sid, sent)
                 source.schedule_flush()
+        stream = self.stream
+        if stream is None:
+            return
         if failed:
-            self.stream.sink_failed(self)
+            stream.sink_failed(self)
         elif end_sent:
             self.finished = True
-            self.stream.flow_finished(self)
+            stream.flow_finished(self)
 
     def discard(self) -> None:
         """Drops what is held (the stream is gone) and returns its window to the source."""
@@ -154,5 +161,5 @@ class Flow:
         self.buffered = 0
         source = self.source
         if held and source is not None and source.alive:
-            source.h2.acknowledge_received_data(held, self.source_sid)
+            source.ack_data(self.source_sid, held)
             source.schedule_flush()

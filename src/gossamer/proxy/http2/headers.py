@@ -1,11 +1,11 @@
 """Header blocks crossing the proxy: validation, hop-by-hop removal, synthesized responses.
 
-Pure functions over h2's header lists (`(name, value)` byte pairs), no I/O. The h2
-connections run with inbound validation off because h2 treats every malformed header block
-as a connection error; RFC 9113 §8.1.1 makes it a stream error, and a proxy should strip
-hop-by-hop fields rather than refuse them. So validation happens here, once per block, in a
-single pass that also picks out what the proxy needs (authority, content type, status,
-grpc-status). A malformed block raises `MalformedHeaders`; the caller resets that stream.
+Pure functions over decoded header lists (`(name, value)` byte pairs), no I/O. The
+connection core (connection.py) only decodes header blocks; RFC 9113 §8.1.1 makes a
+malformed block a stream error, and a proxy should strip hop-by-hop fields rather than
+refuse them. So validation happens here, once per block, in a single pass that also picks
+out what the proxy needs (authority, content type, status, grpc-status). A malformed
+block raises `MalformedHeaders`; the caller resets that stream.
 """
 
 from __future__ import annotations
@@ -14,22 +14,18 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from h2.errors import ErrorCodes
-from hpack import NeverIndexedHeaderTuple
-
 from gossamer.proxy.errors import ERROR_HEADER, ConnectTimeout, ProxyError, ResponseTimeout
-
-Header = tuple[bytes, bytes]
+from gossamer.proxy.http2.frames import ErrorCodes
+from gossamer.proxy.http2.hpack import Header, NeverIndexed
 
 # RFC 9113 §8.2.2: connection-specific fields never cross an HTTP/2 hop.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
-# Kept out of the HPACK dynamic table, as h2's outbound normalization would (which the
-# proxy turns off: it has validated everything it forwards already). An upstream
-# connection's compression context is shared by many clients, so a secret in it could be
-# probed through compressed sizes.
+# Kept out of the HPACK dynamic table (marked `NeverIndexed`). An upstream connection's
+# compression context is shared by many clients, so a secret in it could be probed through
+# compressed sizes.
 _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 
 # RFC 9113 §8.2.1: names are lowercase visible ASCII without ':' (pseudo-headers aside);
@@ -37,6 +33,23 @@ _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 _valid_name = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+").fullmatch
 _valid_value = re.compile(rb"(?:[^\x00\r\n\t ](?:[^\x00\r\n]*[^\x00\r\n\t ])?)?").fullmatch
 _valid_status = re.compile(rb"[1-5][0-9][0-9]").fullmatch
+
+# Fields already validated and needing nothing but copying, per kind of block: most blocks
+# repeat the previous ones, so the regular expressions run once per distinct field. Bounded
+# (cleared when full) and limited to short fields.
+_MEMO_ENTRIES = 1024
+_MEMO_MAX_FIELD = 256
+_ordinary_request: set[Header] = set()
+_ordinary_response: set[Header] = set()
+_valid_pseudo_values: set[bytes] = set()
+
+
+def _remember(memo: set[Header], header: Header) -> None:
+    if len(header[0]) + len(header[1]) <= _MEMO_MAX_FIELD:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo.add(header)
+
 
 GRPC_CONTENT_TYPE = b"application/grpc"
 GRPC_UNAVAILABLE = 14
@@ -68,6 +81,10 @@ def sanitize_request(headers: Sequence[Header]) -> RequestHead:
     regular = False
     hop = False
     for header in headers:
+        if header in _ordinary_request:
+            regular = True
+            out.append(header)
+            continue
         name, value = header[0], header[1]
         if name[:1] == b":":
             if regular or name not in _REQUEST_PSEUDO:
@@ -88,8 +105,13 @@ def sanitize_request(headers: Sequence[Header]) -> RequestHead:
                 if authority is not None:
                     raise MalformedHeaders("duplicate :authority")
                 authority = value
-            if not _valid_value(value):
-                raise MalformedHeaders(f"invalid value for {name!r}")
+            if value not in _valid_pseudo_values:
+                if not _valid_value(value):
+                    raise MalformedHeaders(f"invalid value for {name!r}")
+                if len(value) <= _MEMO_MAX_FIELD:
+                    if len(_valid_pseudo_values) >= _MEMO_ENTRIES:
+                        _valid_pseudo_values.clear()
+                    _valid_pseudo_values.add(value)
             out.append(header)
             continue
         regular = True
@@ -108,7 +130,9 @@ def sanitize_request(headers: Sequence[Header]) -> RequestHead:
         elif name == b"host":
             host = value
         elif name in _NEVER_INDEXED or (name == b"cookie" and len(value) < 20):
-            header = NeverIndexedHeaderTuple(name, value)
+            header = NeverIndexed(name, value)
+        elif name != b"cookie":
+            _remember(_ordinary_request, header)
         out.append(header)
     if method is None:
         raise MalformedHeaders("missing :method")
@@ -131,6 +155,9 @@ def sanitize_response(headers: Sequence[Header]) -> ResponseHead:
     grpc_status = None
     hop = False
     for header in headers:
+        if header in _ordinary_response:
+            out.append(header)
+            continue
         name, value = header[0], header[1]
         if name[:1] == b":":
             if name != b":status" or status != -1 or out or not _valid_status(value):
@@ -148,7 +175,9 @@ def sanitize_response(headers: Sequence[Header]) -> ResponseHead:
         if name == b"grpc-status":
             grpc_status = _grpc_status(value)
         elif name in _NEVER_INDEXED:
-            header = NeverIndexedHeaderTuple(name, value)
+            header = NeverIndexed(name, value)
+        else:
+            _remember(_ordinary_response, header)
         out.append(header)
     if status == -1:
         raise MalformedHeaders("missing :status")
@@ -163,6 +192,9 @@ def sanitize_trailers(headers: Sequence[Header]) -> tuple[list[Header], int | No
     grpc_status = None
     hop = False
     for header in headers:
+        if header in _ordinary_response:
+            out.append(header)
+            continue
         name, value = header[0], header[1]
         if name in HOP_BY_HOP:
             hop = True
@@ -174,7 +206,9 @@ def sanitize_trailers(headers: Sequence[Header]) -> tuple[list[Header], int | No
         if name == b"grpc-status":
             grpc_status = _grpc_status(value)
         elif name in _NEVER_INDEXED:
-            header = NeverIndexedHeaderTuple(name, value)
+            header = NeverIndexed(name, value)
+        else:
+            _remember(_ordinary_response, header)
         out.append(header)
     if hop:
         out = _drop_nominated(headers, out)

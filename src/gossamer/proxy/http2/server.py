@@ -1,45 +1,32 @@
 """The client-facing side of the HTTP/2 proxy: `Http2ServerProtocol`.
 
 Installed on an accepted transport once detection has seen the h2 prior-knowledge preface.
-It runs the server side of an `H2Connection` toward the client; each request becomes a
-`ProxiedStream` dispatched to the target's shared upstream connections (see stream.py for
-how the two sides are joined, flow.py for flow control, pool.py for connection sharing).
+It is the server side of an HTTP/2 connection (connection.py) toward the client; each
+request becomes a `ProxiedStream` dispatched to the target's shared upstream connections
+(see stream.py for how the two sides are joined, flow.py for flow control, pool.py for
+connection sharing).
 
 Bounds: the client may open `max_concurrent_streams` streams (advertised, and enforced here
-before the client has acknowledged the setting), header lists are capped by
-SETTINGS_MAX_HEADER_LIST_SIZE, and each stream buffers at most the window advertised to the
-client. When the socket toward the client backs up past the high-water mark, the proxy
-stops reading from it too and holds response bytes unacknowledged until it drains.
+as a stream error, REFUSED_STREAM, even before the client has acknowledged the setting),
+header lists are capped by SETTINGS_MAX_HEADER_LIST_SIZE, and each stream buffers at most
+the window advertised to the client. When the socket toward the client backs up past the
+high-water mark, the proxy stops reading from it too and holds response bytes
+unacknowledged until it drains.
 
 A protocol error from the client (bad frames, a broken preface, HPACK errors) ends only
-this connection: h2 queues a GOAWAY with the error code, the proxy sends it and closes.
+this connection: the proxy sends GOAWAY with the error code and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
-from h2.config import H2Configuration
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
-from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes, Settings
-
-from gossamer.proxy.http2.endpoint import GracefulH2Connection, H2Endpoint, errno_label
-from gossamer.proxy.http2.headers import MalformedHeaders, sanitize_request
+from gossamer.proxy.http2.connection import H2ConnectionError
+from gossamer.proxy.http2.endpoint import H2Endpoint, errno_label
+from gossamer.proxy.http2.frames import ErrorCodes
+from gossamer.proxy.http2.headers import Header, MalformedHeaders, sanitize_request
 from gossamer.proxy.http2.limits import http2_limits
 from gossamer.proxy.http2.pool import upstream_pool
 from gossamer.proxy.http2.stream import ProxiedStream
@@ -48,25 +35,21 @@ from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
 
 log = logging.getLogger("gossamer.proxy.http2")
 
-_CONFIG = H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    # Malformed requests are stream errors (headers.py), not connection errors as in h2.
-    validate_inbound_headers=False,
-    validate_outbound_headers=False,
-    # Names are already lowercase and secrets marked never-indexed (headers.py).
-    normalize_outbound_headers=False,
-)
-
 
 class Http2ServerProtocol(H2Endpoint):
     """Proxies one client's HTTP/2 connection to `ctx.target`."""
 
     def __init__(self, runtime: ProxyRuntime, ctx: ConnectionContext) -> None:
-        super().__init__()
+        limits = http2_limits(runtime.config)
+        super().__init__(
+            client_side=False,
+            initial_window=limits.initial_stream_window,
+            max_header_list_size=limits.max_header_list_size,
+            max_concurrent_streams=limits.max_concurrent_streams,
+        )
         self.runtime = runtime
         self.ctx = ctx
-        self.limits = limits = http2_limits(runtime.config)
+        self.limits = limits
         self.tls = ctx.tls_dst if ctx.direction == OUTBOUND else ctx.tls_src
         self.tcp = runtime.metrics.tcp(ctx.direction, "src", ctx.target, self.tls)
         self.streams: dict[int, ProxiedStream] = {}
@@ -74,18 +57,8 @@ class Http2ServerProtocol(H2Endpoint):
         self.draining = False
         self._goaway_sid: int | None = None  # streams above it are refused once draining
         self._peer_goaway = False
-        self._window_opened = False
+        self._broken = False
         self._stats: dict[bytes, HttpStats] = {}
-        self.h2 = GracefulH2Connection(_CONFIG)
-        self.h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-                SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_stream_window,
-                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-            },
-        )
-        self.h2.decoder.max_header_list_size = limits.max_header_list_size
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,12 +68,7 @@ class Http2ServerProtocol(H2Endpoint):
         buffers = self.runtime.config.buffers
         transport.set_write_buffer_limits(buffers.high, buffers.low)
         self.tcp.on_open()
-        h2 = self.h2
-        h2.initiate_connection()
-        h2.lift_inbound_stream_limit()  # enforced in _on_request, as a stream error
-        extra = self.limits.initial_connection_window - h2.inbound_flow_control_window
-        if extra > 0:
-            h2.increment_flow_control_window(extra)
+        self.initiate(self.limits.initial_connection_window)
         self.flush()
         # After our SETTINGS are out: a runtime already draining calls drain() right away,
         # and its GOAWAY must not precede the server preface.
@@ -108,39 +76,36 @@ class Http2ServerProtocol(H2Endpoint):
 
     def data_received(self, data: bytes) -> None:
         self.tcp.read_bytes += len(data)
-        try:
-            events = self.h2.receive_data(data)
-        except ProtocolError as error:
-            # h2 has queued GOAWAY with the matching error code.
-            log.debug("client %s:%s broke HTTP/2: %s", *self.ctx.client, error)
-            self._close_now()
-            return
-        except Exception as error:  # anything else h2 or hpack let escape: still the input
-            log.warning("client %s:%s sent frames h2 failed on: %r", *self.ctx.client, error)
-            self.h2.send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.PROTOCOL_ERROR)
-            self._close_now()
+        if self._broken:
             return
         try:
-            for event in events:
-                handler = _HANDLERS.get(type(event))
-                if handler is not None:
-                    handler(self, event)
-            if self._window_opened:
-                self._window_opened = False
+            self.receive(data)
+            if self.window_opened:
                 self.unblock()
+        except H2ConnectionError as error:
+            log.debug("client %s:%s broke HTTP/2: %s", *self.ctx.client, error)
+            self._fail_connection(error.code)
+            return
         except Exception:
-            log.exception("h2 client connection failed while handling events")
-            self.h2.send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.INTERNAL_ERROR)
-            self._close_now()
+            log.exception("h2 client connection failed while handling frames")
+            self._fail_connection(ErrorCodes.INTERNAL_ERROR)
             return
         self.flush()
+
+    def _fail_connection(self, code: int) -> None:
+        self._broken = True
+        self.send_goaway(self.highest_inbound_stream_id, code)
+        self._close_now()
 
     def eof_received(self) -> bool | None:
         return None  # the client is gone: close, and reset what it had in flight
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._broken = True
         self.blocked.clear()
+        self.states.clear()
+        self.out.clear()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.on_client_lost()
@@ -165,8 +130,8 @@ class Http2ServerProtocol(H2Endpoint):
         if self.draining or self.transport is None:
             return
         self.draining = True
-        self._goaway_sid = self.h2.highest_inbound_stream_id
-        self.h2.send_goaway(self._goaway_sid)
+        self._goaway_sid = self.highest_inbound_stream_id
+        self.send_goaway(self._goaway_sid)
         self.flush()
         if not self.streams:
             self._close_now()
@@ -177,6 +142,9 @@ class Http2ServerProtocol(H2Endpoint):
 
     def stream_closed(self, d_sid: int) -> None:
         self.streams.pop(d_sid, None)
+        if d_sid in self.states:  # never left open behind the proxy's back
+            self.reset_stream(d_sid, ErrorCodes.CANCEL)
+            self.schedule_flush()
         if not self.streams and (self.draining or self._peer_goaway):
             self._close_now()
 
@@ -185,21 +153,19 @@ class Http2ServerProtocol(H2Endpoint):
             self.flush()
             self.transport.close()
 
-    # -- h2 events ---------------------------------------------------------------------------
-    def _on_request(self, event: RequestReceived) -> None:
-        sid = event.stream_id
-        h2 = self.h2
+    # -- connection hooks ---------------------------------------------------------------
+    def on_request(self, sid: int, headers: list[Header], end_stream: bool) -> None:
         if (self._goaway_sid is not None and sid > self._goaway_sid) or (
             len(self.streams) >= self.limits.max_concurrent_streams
         ):
             # Unprocessed, so the client may safely retry it elsewhere.
-            h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         try:
-            head = sanitize_request(event.headers)
+            head = sanitize_request(headers)
         except MalformedHeaders as error:
             log.debug("malformed request on stream %d: %s", sid, error)
-            h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+            self.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
             return
         stats = self._stats.get(head.authority)
         if stats is None:
@@ -210,51 +176,30 @@ class Http2ServerProtocol(H2Endpoint):
         stats.requests += 1
         stream = ProxiedStream(self, sid, head, stats, self._loop.time(), self.targets)
         self.streams[sid] = stream
-        if event.stream_ended is not None:
+        if end_stream:
             # Lets the upstream HEADERS carry END_STREAM instead of an empty DATA frame.
             stream.request.ended = True
         self.targets.dispatch(stream)
 
-    def _on_data(self, event: DataReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.request.receive(event.data, event.flow_controlled_length)
-        elif event.flow_controlled_length:
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            stream.request.receive(data, flow_len, end_stream)
+        elif flow_len:
+            self.ack_data(sid, flow_len)
 
-    def _on_trailers(self, event: TrailersReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_trailers(self, sid: int, headers: list[Header]) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.on_request_trailers(event.headers)
+            stream.on_request_trailers(headers)
 
-    def _on_stream_ended(self, event: StreamEnded) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_reset(self, sid: int, code: int) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.request.end()
+            stream.on_client_reset(code)
 
-    def _on_reset(self, event: StreamReset) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            stream.on_client_reset(event.error_code)
-
-    def _on_window_update(self, event: WindowUpdated | RemoteSettingsChanged) -> None:
-        self._window_opened = True
-
-    def _on_goaway(self, event: ConnectionTerminated) -> None:
+    def on_goaway(self, last_stream_id: int, code: int) -> None:
         # The client opens no more streams; let those in flight finish, then close.
         self._peer_goaway = True
         if not self.streams:
             self._close_now()
-
-
-# Dispatch on the event's exact type: one dict lookup per event, most frequent first.
-_HANDLERS: dict[type[Event], Callable[[Http2ServerProtocol, Any], None]] = {
-    DataReceived: Http2ServerProtocol._on_data,
-    WindowUpdated: Http2ServerProtocol._on_window_update,
-    RequestReceived: Http2ServerProtocol._on_request,
-    StreamEnded: Http2ServerProtocol._on_stream_ended,
-    TrailersReceived: Http2ServerProtocol._on_trailers,
-    StreamReset: Http2ServerProtocol._on_reset,
-    RemoteSettingsChanged: Http2ServerProtocol._on_window_update,
-    ConnectionTerminated: Http2ServerProtocol._on_goaway,
-}

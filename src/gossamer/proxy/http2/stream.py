@@ -25,19 +25,18 @@ Lifecycle:
 
 `done` is set exactly once, when the stream leaves both connections' stream tables; every
 entry point checks it, since events for a finished stream can still arrive from either side.
+Finishing also unlinks the flows from the stream, so nothing of it outlives the request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
-
 from gossamer.proxy.errors import ProxyError, UpstreamProtocolError
+from gossamer.proxy.http2.connection import StreamClosedError
 from gossamer.proxy.http2.flow import Flow
+from gossamer.proxy.http2.frames import ErrorCodes
 from gossamer.proxy.http2.headers import (
     Header,
     MalformedHeaders,
@@ -230,7 +229,7 @@ class ProxiedStream:
             self.flow_finished(response)
 
     def sink_failed(self, flow: Flow) -> None:
-        """h2 refused a send on the flow's sink stream: that stream is already closed."""
+        """A send on the flow's sink stream was refused: that stream is already closed."""
         log.debug("h2 stream %d: sink stream closed unexpectedly", self.d_sid)
         if flow is self.request:
             self._abort(ErrorCodes.CANCEL, ErrorCodes.INTERNAL_ERROR, "upstream stream closed")
@@ -250,8 +249,11 @@ class ProxiedStream:
 
     def _finish(self) -> None:
         self.done = True
-        self.request.discard()
-        self.response.discard()
+        request, response = self.request, self.response
+        request.discard()
+        response.discard()
+        # No cycle left between the stream and its flows: freed by reference counting.
+        request.stream = response.stream = None
         self._release_upstream()
         self.downstream.stream_closed(self.d_sid)
 
@@ -296,8 +298,8 @@ class ProxiedStream:
     def _send_downstream_headers(self, headers: list[Header], end: bool) -> bool:
         downstream = self.downstream
         try:
-            downstream.h2.send_headers(self.d_sid, headers, end_stream=end)
-        except ProtocolError:
+            downstream.send_headers(self.d_sid, headers, end)
+        except StreamClosedError:
             self.sink_failed(self.response)
             return False
         downstream.schedule_flush()
@@ -306,8 +308,7 @@ class ProxiedStream:
     def _reset_upstream(self, code: int) -> None:
         conn = self.upstream
         if conn is not None and conn.alive and self.u_sid:
-            with contextlib.suppress(ProtocolError):  # already closed on that side
-                conn.h2.reset_stream(self.u_sid, code)
+            conn.reset_stream(self.u_sid, code)  # a no-op if already closed on that side
             conn.schedule_flush()
         self._release_upstream()
 
@@ -320,6 +321,5 @@ class ProxiedStream:
     def _reset_downstream(self, code: int) -> None:
         downstream = self.downstream
         if downstream.alive:
-            with contextlib.suppress(ProtocolError):
-                downstream.h2.reset_stream(self.d_sid, code)
+            downstream.reset_stream(self.d_sid, code)
             downstream.schedule_flush()

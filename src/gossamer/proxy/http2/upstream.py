@@ -16,28 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
-
-from h2.config import H2Configuration
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    InformationalResponseReceived,
-    RemoteSettingsChanged,
-    ResponseReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
-from h2.exceptions import NoAvailableStreamIDError, ProtocolError, TooManyStreamsError
-from h2.settings import SettingCodes, Settings
+from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.errors import ProxyError, UpstreamClosed, UpstreamProtocolError
-from gossamer.proxy.http2.endpoint import GracefulH2Connection, H2Endpoint, errno_label
+from gossamer.proxy.http2.connection import (
+    H2ConnectionError,
+    NoAvailableStreamIdError,
+    TooManyStreamsError,
+)
+from gossamer.proxy.http2.endpoint import H2Endpoint, errno_label
+from gossamer.proxy.http2.frames import ErrorCodes
+from gossamer.proxy.http2.headers import Header
 from gossamer.proxy.metrics import TcpStats
 
 if TYPE_CHECKING:
@@ -46,22 +35,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gossamer.proxy.http2")
 
-_CONFIG = H2Configuration(
-    client_side=True,
-    header_encoding=None,
-    # Validated (and stripped of hop-by-hop fields) in headers.py, as a stream error.
-    validate_inbound_headers=False,
-    # Everything sent was validated on the way in; h2 validating again mid-encode could
-    # also leave the shared HPACK context out of step with the upstream.
-    validate_outbound_headers=False,
-    # Names are already lowercase and secrets marked never-indexed (headers.py).
-    normalize_outbound_headers=False,
-)
-
 
 class UpstreamConnection(H2Endpoint):
     def __init__(self, pool: TargetPool, tcp: TcpStats) -> None:
-        super().__init__()
+        limits = pool.limits
+        super().__init__(
+            client_side=True,
+            initial_window=limits.initial_stream_window,
+            max_header_list_size=limits.max_header_list_size,
+        )
         self.pool = pool
         self.tcp = tcp
         self.streams: dict[int, ProxiedStream] = {}
@@ -71,20 +53,8 @@ class UpstreamConnection(H2Endpoint):
         self.max_streams = 0
         self.idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._window_opened = False
         # Why the proxy closed it, for streams still waiting on it.
         self.error: ProxyError | None = None
-        limits = pool.limits
-        self.h2 = GracefulH2Connection(_CONFIG)
-        self.h2.local_settings = Settings(
-            client=True,
-            initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
-                SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_stream_window,
-                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-            },
-        )
-        self.h2.decoder.max_header_list_size = limits.max_header_list_size
         self._conn_window = limits.upstream_connection_window
         self._stream_cap = limits.max_streams_per_upstream
 
@@ -102,31 +72,25 @@ class UpstreamConnection(H2Endpoint):
         buffers = self.pool.runtime.config.buffers
         transport.set_write_buffer_limits(buffers.high, buffers.low)
         self.tcp.on_open()
-        h2 = self.h2
-        h2.initiate_connection()
-        extra = self._conn_window - h2.inbound_flow_control_window
-        if extra > 0:
-            h2.increment_flow_control_window(extra)
+        self.initiate(self._conn_window)
         self.flush()
 
     def data_received(self, data: bytes) -> None:
         self.tcp.read_bytes += len(data)
-        try:
-            events = self.h2.receive_data(data)
-        except Exception as error:  # ProtocolError, or anything else h2 let escape
-            log.info("upstream %s sent invalid HTTP/2: %s", self.pool.target_addr, error)
-            self._close_with(UpstreamProtocolError(f"upstream sent invalid HTTP/2: {error}"))
+        if self.error is not None:
             return
         try:
-            for event in events:
-                handler = _HANDLERS.get(type(event))
-                if handler is not None:
-                    handler(self, event)
-            if self._window_opened:
-                self._window_opened = False
+            self.receive(data)
+            if self.window_opened:
                 self.unblock()
+        except H2ConnectionError as error:
+            log.info("upstream %s sent invalid HTTP/2: %s", self.pool.target_addr, error)
+            self.send_goaway(0, error.code)
+            self._close_with(UpstreamProtocolError(f"upstream sent invalid HTTP/2: {error}"))
+            return
         except Exception:
-            log.exception("h2 upstream connection failed while handling events")
+            log.exception("h2 upstream connection failed while handling frames")
+            self.send_goaway(0, ErrorCodes.INTERNAL_ERROR)
             self._close_with(UpstreamProtocolError("proxy error handling upstream frames"))
             return
         self.flush()
@@ -141,6 +105,8 @@ class UpstreamConnection(H2Endpoint):
             self._idle_timer.cancel()
             self._idle_timer = None
         self.blocked.clear()
+        self.states.clear()
+        self.out.clear()
         streams, self.streams = self.streams, {}
         self.pool.on_lost(self, self.error)
         error = UpstreamClosed()
@@ -158,18 +124,15 @@ class UpstreamConnection(H2Endpoint):
     # -- streams ---------------------------------------------------------------------------
     def open_stream(self, stream: ProxiedStream) -> bool:
         """Sends the request headers on a new stream; False if the connection is full."""
-        h2 = self.h2
         request = stream.request
         end = request.ended and not request.chunks and request.trailers is None
         try:
-            sid = h2.get_next_available_stream_id()
-            h2.send_headers(sid, stream.head.headers, end_stream=end)
+            sid = self.start_stream(stream.head.headers, end)
         except TooManyStreamsError:
             self.max_streams = len(self.streams)
             return False
-        except (NoAvailableStreamIDError, ProtocolError):
-            # Out of stream ids, or h2 no longer accepts streams here: never again.
-            self._retire()
+        except NoAvailableStreamIdError:
+            self._retire()  # out of stream ids: never again
             return False
         # An idle timer left running is cheaper than cancelling it per request: it checks
         # whether the connection is still idle when it fires.
@@ -182,6 +145,9 @@ class UpstreamConnection(H2Endpoint):
         """Stream `sid` is finished with this connection."""
         if self.streams.pop(sid, None) is None or self.transport is None:
             return
+        if sid in self.states:  # never left open behind the proxy's back
+            self.reset_stream(sid, ErrorCodes.CANCEL)
+            self.schedule_flush()
         if self.streams:
             self.pool.on_capacity(self)
             return
@@ -224,71 +190,48 @@ class UpstreamConnection(H2Endpoint):
             self.flush()  # h2 has queued its GOAWAY
             self.transport.close()
 
-    # -- h2 events ---------------------------------------------------------------------------
-    def _on_response(self, event: ResponseReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    # -- connection hooks ---------------------------------------------------------------
+    def on_response(self, sid: int, headers: list[Header], end_stream: bool) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.on_response(event.headers, event.stream_ended is not None)
+            stream.on_response(headers, end_stream)
 
-    def _on_informational(self, event: InformationalResponseReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_informational(self, sid: int, headers: list[Header]) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.on_informational(event.headers)
+            stream.on_informational(headers)
 
-    def _on_data(self, event: DataReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.response.receive(event.data, event.flow_controlled_length)
-        elif event.flow_controlled_length:
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            stream.response.receive(data, flow_len, end_stream)
+        elif flow_len:
+            self.ack_data(sid, flow_len)
 
-    def _on_trailers(self, event: TrailersReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_trailers(self, sid: int, headers: list[Header]) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.on_response_trailers(event.headers)
+            stream.on_response_trailers(headers)
 
-    def _on_stream_ended(self, event: StreamEnded) -> None:
-        stream = self.streams.get(event.stream_id)
+    def on_reset(self, sid: int, code: int) -> None:
+        stream = self.streams.get(sid)
         if stream is not None:
-            stream.response.end()
+            stream.on_upstream_reset(code)
 
-    def _on_reset(self, event: StreamReset) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            stream.on_upstream_reset(event.error_code)
-
-    def _on_window_update(self, event: WindowUpdated) -> None:
-        self._window_opened = True
-
-    def _on_settings(self, event: RemoteSettingsChanged) -> None:
-        self._window_opened = True
-        self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, self._stream_cap)
+    def on_settings(self) -> None:
+        self.window_opened = True
+        self.max_streams = min(self.remote_max_concurrent, self._stream_cap)
         if not self.ready:
             self.ready = True
             self.pool.on_ready(self)
         else:
             self.pool.on_capacity(self)
 
-    def _on_goaway(self, event: ConnectionTerminated) -> None:
-        last = event.last_stream_id if event.last_stream_id is not None else 0
-        if event.error_code != ErrorCodes.NO_ERROR:
-            log.info("upstream %s sent GOAWAY %s", self.pool.target_addr, event.error_code)
+    def on_goaway(self, last_stream_id: int, code: int) -> None:
+        if code != ErrorCodes.NO_ERROR:
+            log.info("upstream %s sent GOAWAY %s", self.pool.target_addr, code)
         self._retire()
-        for sid in [sid for sid in self.streams if sid > last]:
+        for sid in [sid for sid in self.streams if sid > last_stream_id]:
             self.streams[sid].on_upstream_refused()
         if not self.streams:
             self.close()
-
-
-# Dispatch on the event's exact type: one dict lookup per event, most frequent first.
-_HANDLERS: dict[type[Event], Callable[[UpstreamConnection, Any], None]] = {
-    DataReceived: UpstreamConnection._on_data,
-    WindowUpdated: UpstreamConnection._on_window_update,
-    ResponseReceived: UpstreamConnection._on_response,
-    StreamEnded: UpstreamConnection._on_stream_ended,
-    TrailersReceived: UpstreamConnection._on_trailers,
-    StreamReset: UpstreamConnection._on_reset,
-    InformationalResponseReceived: UpstreamConnection._on_informational,
-    RemoteSettingsChanged: UpstreamConnection._on_settings,
-    ConnectionTerminated: UpstreamConnection._on_goaway,
-}
