@@ -139,6 +139,7 @@ class SupervisorState:
     READY = "ready"
     FAILED = "failed"
     STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)

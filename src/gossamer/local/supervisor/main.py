@@ -186,7 +186,7 @@ class Supervisor:
         await destination.stop()
         await forwarder.close()
         network.close()
-        self._report(state="stopped")
+        self._report(state=SupervisorState.STOPPED)
         return 0
 
     async def _clear_leftovers(self, store: Store) -> dict[Key, ipaddress.IPv4Address]:
