@@ -19,7 +19,7 @@ from bench.bringup import LiveTestbed
 from bench.procstat import machine_busy, rss_kb
 from bench.report import ScenarioRecord
 from bench.runner import Measurement, ScenarioFailed, ScenarioRunner, check_paths
-from bench.scenarios import SCENARIOS, Scenario
+from bench.scenarios import CERTIFY, SCENARIOS, Scenario
 from bench.settings import FULL, QUICK, CpuPlan, RunSettings
 from bench.testbed import TESTBED
 from gossamer.local.netns import cleanup_leftovers, sandbox
@@ -55,9 +55,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the sandbox's cleanup
 
 
-def _summary(m: Measurement) -> str:
+def _summary(scenario: Scenario, m: Measurement) -> str:
+    unit = "certs/s" if scenario.kind == CERTIFY else "rps"
     text = (
-        f"{m.throughput.rps:>9,.0f} rps, p50 {m.latency.p50_ms:.3f} ms, "
+        f"{m.throughput.rps:>9,.0f} {unit}, p50 {m.latency.p50_ms:.3f} ms, "
         f"p99 {m.latency.p99_ms:.3f} ms"
     )
     if m.cpu_us_per_req is not None:
@@ -90,7 +91,12 @@ def _measure(
                 _say(f"[{round_no}/{settings.rounds}] {name:<20} FAILED: {error}")
                 continue
             record.rounds.append(measurement)
-            _say(f"[{round_no}/{settings.rounds}] {name:<20} {_summary(measurement)}")
+            summary = _summary(record.scenario, measurement)
+            if measurement.tls_opened is not None:
+                summary += ", TLS connections opened " + "/".join(
+                    str(n) for n in measurement.tls_opened.values()
+                )
+            _say(f"[{round_no}/{settings.rounds}] {name:<20} {summary}")
     for record in records:
         if record.error and not record.rounds:
             _say(f"FAILED {record.scenario.name}: {record.error}")
@@ -128,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sandbox(prefix=SANDBOX_PREFIX, state_dir=work_dir) as node:
             live = LiveTestbed(node, TESTBED, cpus)
-            live.start()
-            _say(f"bench: testbed up in {time.monotonic() - started:.1f} s")
-            records, idle_rss = _measure(live, scenarios, settings, work_dir)
+            try:
+                live.start()
+                _say(f"bench: testbed up in {time.monotonic() - started:.1f} s")
+                records, idle_rss = _measure(live, scenarios, settings, work_dir)
+            finally:
+                live.close()
         result = report.build(records, idle_rss, settings, cpus, machine)
         json_path, md_path = report.write(result, args.out)
         _say("\n" + report.markdown(result))

@@ -4,37 +4,75 @@ Every process is started through `Pod.spawn` (so the sandbox records its PID and
 by PID when the node is destroyed) with a `taskset` prefix: origins on the load core,
 proxies on the proxy core. The Gossamer proxies run as the proxy uid (2102) in meshed pods,
 exactly as `gossamer run` will start them.
+
+Certified pods (mutual TLS) get the mesh's control plane, as `tests/e2e/test_mtls.py` sets
+it up: trust from `ensure_trust`, Pods and Services in a SQLite store, the destination and
+identity services in the control pod (on the load core: they are idle once the proxies are
+certified and have resolved their service), and a join token per pod in a directory under
+/run that the proxy's uid can reach (the work directory is root's 0700). The HAProxy and
+nginx TLS instances get leaves from the same issuer. The Certify scenario's identity service
+has its own store and trust (`bench.certify.prepare`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import configs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench import certify, configs
+from bench.configs import TlsFiles
 from bench.procstat import OtherWork
-from bench.scenarios import Scenario
+from bench.scenarios import CERTIFY, Scenario
 from bench.settings import CpuPlan
 from bench.testbed import (
+    CERTIFY_PORT,
+    CONTROL_POD,
+    DESTINATION_PORT,
     GOSSAMER_ADMIN_PORT,
     H2,
+    IDENTITY_PORT,
+    MESH_NAMESPACE,
     ORIGIN_BODY,
     ORIGIN_H1_PORT,
     ORIGIN_H2_PORT,
     Endpoint,
+    PodSpec,
     ProxySpec,
+    ServiceSpec,
     Testbed,
+    tls_identity,
 )
+from gossamer.control.identity import (
+    Issuer,
+    TrustPaths,
+    ensure_token_key,
+    ensure_trust,
+    mint_join_token,
+)
+from gossamer.control.store import SQLiteStore
+from gossamer.core.resources import Resource
 from gossamer.local.netns import Node
 from gossamer.local.pod import PROXY_UID, PYTHON, Pod, SandboxError
 from gossamer.local.process import PodProcess
 
 GOSSAMER_ENV = {"GOSSAMER_PROXY_LOG_LEVEL": "warn"}
 # What /proc/<pid>/comm must say, so that we measure the proxy and not a wrapper.
-_COMM = {"gossamer": "python", "haproxy": "haproxy", "nginx": "nginx"}
+_COMM = {"gossamer": "python", "haproxy": "haproxy", "nginx": "nginx", "identity": "python"}
 _READY_TIMEOUT_S = 30.0
+_TOKEN_LIFETIME_S = 24 * 3600
+_LEAF_LIFETIME = timedelta(days=1)
+# The Certify driver is this package, run inside a pod (whose processes start in /).
+CERTIFY_DRIVER_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
 class BringupError(RuntimeError):
@@ -52,6 +90,12 @@ class LiveTestbed:
         self.proxies: dict[str, PodProcess] = {}
         # Proxies that did not start, with the reason: their scenarios fail, the rest run.
         self.broken: dict[str, str] = {}
+        self._trust_paths: TrustPaths | None = None
+        self._tokens: Path | None = None
+        self._mesh_env: dict[str, dict[str, str]] = {}  # certified pod -> proxy env
+        self._control_error: str | None = None
+        self.certify_requests: Path | None = None
+        self._syn_rules: set[tuple[str, int]] = set()
 
     def other_work(self) -> OtherWork:
         """Measures CPU used outside this testbed's namespaces (and this process)."""
@@ -62,7 +106,10 @@ class LiveTestbed:
     # Addresses ----------------------------------------------------------------------------
 
     def address(self, endpoint: Endpoint) -> str:
-        host = "127.0.0.1" if endpoint.pod is None else str(self.pods[endpoint.pod].ip)
+        if endpoint.service is not None:
+            host = self.spec.service(endpoint.service).vip
+        else:
+            host = "127.0.0.1" if endpoint.pod is None else str(self.pods[endpoint.pod].ip)
         return f"{host}:{endpoint.port}"
 
     def url(self, endpoint: Endpoint) -> str:
@@ -78,11 +125,152 @@ class LiveTestbed:
         for pod_spec in self.spec.pods:
             if pod_spec.origin:
                 self._start_origin(self.pods[pod_spec.name])
+        if self.spec.certified_pods:
+            try:
+                self._start_control_plane()
+            except (BringupError, SandboxError, OSError) as error:
+                self._control_error = f"mesh control plane: {error}"
         for proxy in self.spec.proxies:
             try:
                 self.proxies[proxy.name] = self._start_proxy(proxy)
-            except BringupError as error:
+            except (BringupError, SandboxError, OSError) as error:
                 self.broken[proxy.name] = str(error)
+
+    def close(self) -> None:
+        """Removes what lives outside the sandbox's state directory (the join tokens)."""
+        if self._tokens is not None:
+            shutil.rmtree(self._tokens, ignore_errors=True)
+            self._tokens = None
+
+    # Mutual TLS ---------------------------------------------------------------------------
+
+    def _trust(self) -> TrustPaths:
+        if self._trust_paths is None:
+            self._trust_paths = ensure_trust(self.pods[CONTROL_POD].state_dir / "identity")
+        return self._trust_paths
+
+    def _start_control_plane(self) -> None:
+        control = self.pods[CONTROL_POD]
+        trust = self._trust()
+        token_key_path = control.state_dir / "token.key"
+        token_key = ensure_token_key(token_key_path)
+        store = control.state_dir / "mesh.db"
+        resources = [
+            *(_pod_resource(pod, str(self.pods[pod.name].ip)) for pod in self.spec.certified_pods),
+            *(_service_resource(service) for service in self.spec.services),
+        ]
+        uids = asyncio.run(_apply(store, resources))
+        controllers: tuple[tuple[str, int, list[str]], ...] = (
+            ("destination", DESTINATION_PORT, []),
+            (
+                "identity",
+                IDENTITY_PORT,
+                ["--trust-anchors", str(trust.trust_anchors),
+                 "--issuer-cert", str(trust.issuer_certificate),
+                 "--issuer-key", str(trust.issuer_key),
+                 "--token-key", str(token_key_path)],
+            ),
+        )  # fmt: skip
+        for name, port, extra in controllers:
+            argv = [PYTHON, "-m", "gossamer", "controller", name, "--store", str(store)]
+            argv += ["--addr", f"0.0.0.0:{port}", *extra]
+            process = self._spawn(control, argv, "load", name)
+            self._wait_port(control, port, process)
+        # The proxy's uid must reach its token: a 0711 directory under /run, one 0700
+        # directory per pod owned by that uid.
+        self._tokens = tokens = Path(tempfile.mkdtemp(prefix="gossamer-bench-tokens-", dir="/run"))
+        tokens.chmod(0o711)
+        anchors = trust.trust_anchors.read_text()
+        for pod in self.spec.certified_pods:
+            assert pod.service_account is not None
+            own = tokens / pod.name
+            own.mkdir(mode=0o700)
+            os.chown(own, PROXY_UID, PROXY_UID)
+            token = own / "join-token"
+            token.write_bytes(
+                mint_join_token(
+                    token_key, MESH_NAMESPACE, pod.name, uids[pod.name], pod.service_account,
+                    _TOKEN_LIFETIME_S,
+                )
+            )  # fmt: skip
+            os.chown(token, PROXY_UID, PROXY_UID)
+            token.chmod(0o600)
+            self._mesh_env[pod.name] = {
+                "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:{DESTINATION_PORT}",
+                "GOSSAMER_PROXY_IDENTITY_SVC_ADDR": f"{control.ip}:{IDENTITY_PORT}",
+                "GOSSAMER_PROXY_IDENTITY_LOCAL_NAME": tls_identity(pod.service_account),
+                "GOSSAMER_PROXY_IDENTITY_TRUST_ANCHORS": anchors,
+                "GOSSAMER_PROXY_IDENTITY_TOKEN_FILE": str(token),
+            }
+
+    def _tls_files(self, spec: ProxySpec) -> TlsFiles:
+        """An ECDSA P-256 leaf for the instance's identity, from the mesh's issuer."""
+        trust = self._trust()
+        issuer_cert = x509.load_pem_x509_certificate(trust.issuer_certificate.read_bytes())
+        issuer_key = serialization.load_pem_private_key(trust.issuer_key.read_bytes(), None)
+        assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = Issuer(issuer_cert, issuer_key).issue(
+            key.public_key(),
+            tls_identity(spec.name),
+            now=datetime.now(UTC),
+            lifetime=_LEAF_LIFETIME,
+        )
+        chain = leaf.certificate.public_bytes(serialization.Encoding.PEM) + (
+            issuer_cert.public_bytes(serialization.Encoding.PEM)
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        pod = self.pods[spec.pod]
+        files = TlsFiles(
+            ca=trust.trust_anchors,
+            chain=pod.state_dir / f"{spec.name}.crt",
+            key=pod.state_dir / f"{spec.name}.key",
+            bundle=pod.state_dir / f"{spec.name}.pem",
+        )
+        files.chain.write_bytes(chain)
+        files.key.write_bytes(key_pem)
+        files.key.chmod(0o600)
+        files.bundle.write_bytes(chain + key_pem)
+        files.bundle.chmod(0o600)
+        return files
+
+    def _start_certify_service(self, spec: ProxySpec) -> PodProcess:
+        pod = self.pods[spec.pod]
+        directory = pod.state_dir / "certify"
+        directory.mkdir(exist_ok=True)
+        args, requests = asyncio.run(certify.prepare(directory, f"127.0.0.1:{CERTIFY_PORT}"))
+        self.certify_requests = directory / "requests.bin"
+        certify.write_requests(self.certify_requests, requests)
+        argv = [PYTHON, "-m", "gossamer", "controller", "identity", *args]
+        process = self._spawn(pod, argv, "proxy", spec.name)
+        try:
+            self._wait_port(pod, CERTIFY_PORT, process)
+        except BringupError:
+            process.terminate()
+            raise
+        return process
+
+    def syn_count(self, endpoint: Endpoint) -> int:
+        """Connections opened to `endpoint` from other pods since the first call: TCP SYNs
+        arriving on the pod's eth0 for that port, counted by a mangle rule with no target."""
+        assert endpoint.pod is not None
+        pod, key = self.pods[endpoint.pod], (endpoint.pod, endpoint.port)
+        tag = f"bench-syn-{endpoint.port}"
+        if key not in self._syn_rules:
+            pod.exec(
+                ["iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp",
+                 "--syn", "--dport", str(endpoint.port), "-m", "comment", "--comment", tag],
+            )  # fmt: skip
+            self._syn_rules.add(key)
+        out = pod.exec(["iptables", "-t", "mangle", "-vxnL", "PREROUTING"]).stdout
+        for line in out.splitlines():
+            if f"/* {tag} */" in line:
+                return int(line.split()[0])
+        raise BringupError(f"pod {pod.name}: counting rule {tag} not found:\n{out}")
 
     def _spawn(
         self,
@@ -114,9 +302,17 @@ class LiveTestbed:
 
     def _start_proxy(self, spec: ProxySpec) -> PodProcess:
         pod = self.pods[spec.pod]
+        tls = self._tls_files(spec) if spec.tls else None
+        if spec.kind == "identity":
+            return self._start_certify_service(spec)
         if spec.kind == "gossamer":
+            env = dict(GOSSAMER_ENV)
+            if self.spec.pod(spec.pod).service_account is not None:
+                if self._control_error is not None:
+                    raise BringupError(self._control_error)
+                env.update(self._mesh_env[spec.pod])
             argv = [PYTHON, "-m", "gossamer.proxy"]
-            process = self._spawn(pod, argv, "proxy", spec.name, uid=PROXY_UID, env=GOSSAMER_ENV)
+            process = self._spawn(pod, argv, "proxy", spec.name, uid=PROXY_UID, env=env)
             try:
                 pod.wait_for_http(
                     GOSSAMER_ADMIN_PORT, "/ready", timeout=_READY_TIMEOUT_S, process=process
@@ -124,13 +320,13 @@ class LiveTestbed:
             except SandboxError as error:
                 raise BringupError(f"{spec.name}: {error}") from None
         elif spec.kind == "haproxy":
-            path = self._write(pod, f"{spec.name}.cfg", configs.haproxy(spec, self.address))
+            path = self._write(pod, f"{spec.name}.cfg", configs.haproxy(spec, self.address, tls))
             process = self._spawn(pod, ["haproxy", "-db", "-f", str(path)], "proxy", spec.name)
         elif spec.kind == "nginx":
             process = self._nginx(
                 pod,
                 spec.name,
-                lambda work: configs.nginx_proxy(spec, work, self.address),
+                lambda work: configs.nginx_proxy(spec, work, self.address, tls),
                 "proxy",
             )
         else:
@@ -156,6 +352,9 @@ class LiveTestbed:
 
     def check_path(self, scenario: Scenario) -> None:
         """One request along the scenario's path must answer 200 with the origin's body."""
+        if scenario.kind == CERTIFY:
+            self.check_certify(scenario)
+            return
         pod = self.pods[scenario.client_pod]
         flags = ["--http2-prior-knowledge"] if scenario.protocol == H2 else ["--http1.1"]
         url = self.url(scenario.target)
@@ -172,23 +371,91 @@ class LiveTestbed:
                 f"{trailer or 'nothing'!r} body {body!r} {done.stderr.strip()}"
             )
 
-    def gossamer_counts(self, name: str) -> tuple[int, int]:
-        """(requests, successful responses) a Gossamer proxy has counted in its /metrics."""
+    def check_certify(self, scenario: Scenario) -> None:
+        """One Certify to the service: the leaf it returns must name the requested identity."""
+        pod = self.pods[scenario.client_pod]
+        done = pod.exec(
+            self.certify_argv("--check", self.address(scenario.target)),
+            env=CERTIFY_DRIVER_ENV,
+            check=False,
+            timeout=30,
+        )
+        if done.returncode != 0 or '"ok": true' not in done.stdout:
+            raise BringupError(
+                f"{scenario.name}: Certify from pod {pod.name} gave {done.stdout.strip()!r} "
+                f"{done.stderr.strip()[-1500:]}"
+            )
+
+    def certify_argv(self, mode: str, address: str, *options: str) -> list[str]:
+        """`python -m bench.certify` (the driver) on the load core, run inside a pod."""
+        if self.certify_requests is None:
+            raise BringupError("the Certify service was not prepared")
+        return [
+            *self.cpus.taskset("load"), PYTHON, "-m", "bench.certify", mode, address,
+            "--requests", str(self.certify_requests), *options,
+        ]  # fmt: skip
+
+    def gossamer_counts(self, name: str, *must_contain: str) -> tuple[int, int]:
+        """(requests, successful responses) a Gossamer proxy has counted in its /metrics,
+        over the series whose labels contain every string of `must_contain`."""
         pod = self.pods[self.spec.proxy(name).pod]
         url = f"http://127.0.0.1:{GOSSAMER_ADMIN_PORT}/metrics"
         done = pod.exec(["curl", "-sS", "--max-time", "5", url], check=False, timeout=15)
         if done.returncode != 0:
             raise BringupError(f"{name}: GET {url} failed: {done.stderr.strip()}")
-        return _metric_sum(done.stdout, "request_total"), _metric_sum(
-            done.stdout, "response_total", 'classification="success"'
+        return _metric_sum(done.stdout, "request_total", *must_contain), _metric_sum(
+            done.stdout, "response_total", 'classification="success"', *must_contain
         )
 
 
-def _metric_sum(text: str, name: str, must_contain: str = "") -> int:
+def _metric_sum(text: str, name: str, *must_contain: str) -> int:
     total = 0.0
     pattern = re.compile(rf"^{name}(\{{.*\}})?\s+([0-9.eE+-]+)$")
     for line in text.splitlines():
         match = pattern.match(line)
-        if match and must_contain in (match.group(1) or ""):
+        if match and all(part in (match.group(1) or "") for part in must_contain):
             total += float(match.group(2))
     return int(total)
+
+
+def _pod_resource(pod: PodSpec, ip: str) -> Resource:
+    """A running, meshed Pod of the mesh's store, labelled `app=<name>`."""
+    return Resource.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.name, "namespace": MESH_NAMESPACE,
+                         "labels": {"app": pod.name}},
+            "spec": {"serviceAccountName": pod.service_account,
+                     "containers": [{"name": "app", "command": ["origin"]}]},
+            "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
+        }
+    )  # fmt: skip
+
+
+def _service_resource(service: ServiceSpec) -> Resource:
+    return Resource.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service.name, "namespace": MESH_NAMESPACE},
+            "spec": {
+                "clusterIP": service.vip,
+                "selector": {"app": service.pod},
+                "ports": [{"port": service.port, "targetPort": service.target_port}],
+            },
+        }
+    )
+
+
+async def _apply(path: Path, resources: list[Resource]) -> dict[str, str]:
+    """Applies resources to the SQLite store; returns each one's uid by name."""
+    store = SQLiteStore(path)
+    try:
+        uids = {}
+        for resource in resources:
+            stored = await store.apply(resource)
+            uids[stored.name] = stored.metadata.uid
+        return uids
+    finally:
+        await store.close()

@@ -5,6 +5,10 @@ largest proxy process of the scenario (the figure a sidecar's memory limit is se
 the `_sum` variants add up every proxy of the path. CPU per request is summed over the
 path's proxies. Medians are over the rounds that no other process disturbed (over all rounds
 if every one was disturbed); RSS under load is the peak over all rounds.
+
+The Certify row (`certify/grpc`) is not an HTTP path: its rps are certificates issued per
+second, its p50/p99 come from that same closed-loop run (16 in flight), and its CPU and RSS
+are the identity service's. It is also summarized on its own under `certify` in the JSON.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.certify import IN_FLIGHT
 from bench.runner import DISTURBED, Measurement
-from bench.scenarios import Scenario
+from bench.scenarios import CERTIFY, Scenario
 from bench.settings import CpuPlan, RunSettings
 from bench.testbed import H1
 
 RSS_TARGET_KB = 35 * 1024
 SINGLE_PROXY_RPS_TARGET = 0.8
+MESH_MTLS_RPS_TARGET = 0.5
+# More new connections than this per 1000 requests on a TLS hop: the run measured
+# handshakes, not steady-state TLS.
+HANDSHAKES_PER_1K_LIMIT = 1.0
 # A proxy core this busy means the proxies, not the load side, set the throughput.
 SATURATED = 0.9
 # Round-by-round rps ratios further apart than this are called out as noisy.
@@ -75,6 +84,8 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
     }
     if record.error or not rounds:
         return out
+    if scenario.kind == CERTIFY:
+        return _summarize_certify(out, measured, rounds, idle_rss, cpus)
     rss_load = {name: max(m.rss_kb_load[name] for m in measured) for name in proxies}
     idle = {name: idle_rss[name] for name in proxies}
     load_core, proxy_core = f"cpu{cpus.load}", f"cpu{cpus.proxy}"
@@ -117,6 +128,64 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
             },
         }
     )
+    if scenario.mtls:
+        out.update(_tls_reuse(measured))
+    return out
+
+
+def _tls_reuse(measured: list[Measurement]) -> dict[str, Any]:
+    """New connections to the TLS hop's server, summed over rounds, and per 1000 requests
+    of the measured runs (the warm-up opens the pools; the measured runs should not)."""
+    opened = {
+        run: sum((m.tls_opened or {}).get(run, 0) for m in measured)
+        for run in ("warmup", "throughput", "fixed_rate")
+    }
+    requests = sum(m.throughput.requests + m.latency.requests for m in measured)
+    measured_opened = opened["throughput"] + opened["fixed_rate"]
+    return {
+        "tls_connections_opened": opened,
+        "tls_handshakes_per_1k_req": round(measured_opened * 1000 / requests, 3)
+        if requests
+        else None,
+    }
+
+
+def _summarize_certify(
+    out: dict[str, Any],
+    measured: list[Measurement],
+    rounds: list[Measurement],
+    idle_rss: dict[str, int],
+    cpus: CpuPlan,
+) -> dict[str, Any]:
+    (name,) = out["proxies"]
+    load_core, proxy_core = f"cpu{cpus.load}", f"cpu{cpus.proxy}"
+    core_busy = {
+        core: _round(_median([m.throughput_usage.core_busy.get(core) for m in rounds]), 3)
+        for core in (load_core, proxy_core)
+    }
+    rss_load = max(m.rss_kb_load[name] for m in measured)
+    out.update(
+        {
+            "unit": "certificates",
+            "rps": _round(_median([m.throughput.rps for m in rounds]), 1),
+            "rps_rounds": [round(m.throughput.rps, 1) for m in measured],
+            "other_cpu_util_rounds": [round(m.other_util, 3) for m in measured],
+            "rounds_disturbed": sum(m.disturbed for m in measured),
+            "rounds_used": len(rounds),
+            "certificates": sum(m.throughput.requests for m in measured),
+            "in_flight": IN_FLIGHT,
+            "p50_ms": _round(_median([m.throughput.p50_ms for m in rounds]), 3),
+            "p99_ms": _round(_median([m.throughput.p99_ms for m in rounds]), 3),
+            "max_ms": _round(max(m.throughput.max_ms or 0.0 for m in rounds), 3),
+            "cpu_us_per_req": _round(_median([m.cpu_us_per_req for m in rounds]), 2),
+            "proxy_core_util": _round(_median([m.proxy_core_util for m in rounds]), 3),
+            "core_busy": core_busy,
+            "limited_by": _limit(core_busy[proxy_core], core_busy[load_core], True),
+            "rss_kb_idle": idle_rss[name],
+            "rss_kb_load": rss_load,
+            "rss_kb_by_proxy": {name: {"idle": idle_rss[name], "load": rss_load}},
+        }
+    )
     return out
 
 
@@ -139,10 +208,11 @@ def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[st
         label = scenario.ratio_label
         if label is None or base is None or row["status"] != "ok" or base["status"] != "ok":
             continue
+        suffix = scenario.ratio_suffix
         for key, name in RATIO_FIELDS:
             if row.get(name) is not None and base.get(name):
-                out[f"{label}_{key}_vs_haproxy"] = round(row[name] / base[name], 3)
-        row["rps_vs_haproxy"] = out.get(f"{label}_rps_vs_haproxy")
+                out[f"{label}_{key}_{suffix}"] = round(row[name] / base[name], 3)
+        row["rps_vs_haproxy"] = out.get(f"{label}_rps_{suffix}")
         # Round by round the two ran minutes apart at most: the spread shows the noise.
         row["rps_vs_haproxy_rounds"] = [
             round(mine / theirs, 3)
@@ -154,22 +224,32 @@ def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[st
     return out
 
 
+def _all_disturbed(rows: list[dict[str, Any]], *names: str) -> bool:
+    """Other processes took CPU during every round of one of these rows: do not trust it."""
+    by_name = {row["name"]: row for row in rows}
+    return any(
+        bool(row.get("rounds_used")) and row["rounds_used"] == row["rounds_disturbed"]
+        for row in (by_name.get(name, {}) for name in names)
+    )
+
+
 def targets(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[dict[str, Any]]:
     gossamer = [row for row in rows if row["system"] == "gossamer"]
     rss = [row["rss_kb_load"] for row in gossamer if row.get("rss_kb_load") is not None]
     single = ratio.get("single_proxy_rps_vs_haproxy")
-    by_name = {row["name"]: row for row in rows}
-    pair = [by_name.get("gossamer-single/h1", {}), by_name.get("haproxy-single/h1", {})]
+    mtls = ratio.get("mesh_mtls_rps_vs_haproxy_tls")
     return [
         {
             "target": "single-proxy HTTP/1.1 rps >= 0.8x HAProxy (same run)",
             "value": single,
             "met": None if single is None else single >= SINGLE_PROXY_RPS_TARGET,
-            # Other processes took CPU during every round of one side: do not trust it.
-            "disturbed": any(
-                row.get("rounds_used") and row["rounds_used"] == row["rounds_disturbed"]
-                for row in pair
-            ),
+            "disturbed": _all_disturbed(rows, "gossamer-single/h1", "haproxy-single/h1"),
+        },
+        {
+            "target": "mTLS mesh-path HTTP/1.1 rps >= 0.5x the HAProxy TLS chain (same run)",
+            "value": mtls,
+            "met": None if mtls is None else mtls >= MESH_MTLS_RPS_TARGET,
+            "disturbed": _all_disturbed(rows, "gossamer-mtls/h1", "haproxy-tls/h1"),
         },
         {
             "target": "Gossamer proxy RSS under load <= 35 MiB = 35840 KiB (largest proxy, "
@@ -191,19 +271,31 @@ def targets(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[dict[st
 def notes(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[str]:
     by_name = {row["name"]: row for row in rows}
     found = []
-    haproxy = by_name.get("haproxy-single/h1", {})
-    if haproxy.get("status") == "ok" and haproxy["proxy_core_util"] < SATURATED:
-        cpu = ratio.get("single_proxy_cpu_per_req_vs_haproxy")
-        found.append(
-            "HAProxy (single, HTTP/1.1) did not saturate its own core (proxy process at "
-            f"{haproxy['proxy_core_util']:.0%} of a core; limited by: {haproxy['limited_by']}), "
-            "so rps ratios against it flatter Gossamer. "
-            + (
-                f"CPU per request is the fairer comparison: Gossamer uses {cpu:.2f}x. "
-                if cpu
-                else ""
+    baselines = (
+        ("haproxy-single/h1", "single, HTTP/1.1", "single_proxy_cpu_per_req_vs_haproxy"),
+        ("haproxy-tls/h1", "TLS chain, HTTP/1.1", "mesh_mtls_cpu_per_req_vs_haproxy_tls"),
+    )
+    for name, what, cpu_ratio in baselines:
+        haproxy = by_name.get(name, {})
+        if haproxy.get("status") == "ok" and haproxy["proxy_core_util"] < SATURATED:
+            cpu = ratio.get(cpu_ratio)
+            found.append(
+                f"HAProxy ({what}) did not saturate its own core (proxy processes at "
+                f"{haproxy['proxy_core_util']:.0%} of a core; limited by: "
+                f"{haproxy['limited_by']}), so rps ratios against it flatter Gossamer. "
+                + (
+                    f"CPU per request is the fairer comparison: Gossamer uses {cpu:.2f}x. "
+                    if cpu
+                    else ""
+                )
             )
-        )
+    for row in rows:
+        per_1k = row.get("tls_handshakes_per_1k_req")
+        if per_1k is not None and per_1k > HANDSHAKES_PER_1K_LIMIT:
+            found.append(
+                f"{row['name']}: {per_1k:.1f} new TLS connections per 1000 requests during the "
+                "measured runs: its figures include handshakes, not steady-state TLS alone."
+            )
     ok = [row for row in rows if row["status"] == "ok"]
     disturbed = sum(row["rounds_disturbed"] for row in ok)
     if disturbed:
@@ -241,9 +333,22 @@ def build(
 ) -> dict[str, Any]:
     rows = [summarize(record, idle_rss, cpus) for record in records]
     ratio = ratios(rows, records)
+    certify = next((row for row in rows if row.get("unit") == "certificates"), None)
     return {
         "scenarios": rows,
         "ratios": ratio,
+        "certify": None
+        if certify is None
+        else {
+            "certificates_per_s": certify["rps"],
+            "p50_ms": certify["p50_ms"],
+            "p99_ms": certify["p99_ms"],
+            "in_flight": certify["in_flight"],
+            "cpu_us_per_certificate": certify["cpu_us_per_req"],
+            "service_core_util": certify["proxy_core_util"],
+            "rss_kb_idle": certify["rss_kb_idle"],
+            "rss_kb_load": certify["rss_kb_load"],
+        },
         "targets": targets(rows, ratio),
         "notes": notes(rows, ratio),
         "settings": {
@@ -300,14 +405,34 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         versus = row.get("rps_vs_haproxy")
         util = row.get("proxy_core_util")
+        certify_mark = "†" if row.get("unit") == "certificates" else ""
         lines.append(
-            f"| {row['name']}{'*' if row['rounds_used'] == row['rounds_disturbed'] else ''} "
+            f"| {row['name']}{certify_mark}"
+            f"{'*' if row['rounds_used'] == row['rounds_disturbed'] else ''} "
             f"| {row['rps']:,.0f} | {_fmt(versus, '.2f')} "
             f"| {_fmt(row['p50_ms'], '.3f')} "
             f"| {_fmt(row['p99_ms'], '.3f')} | {_fmt(row.get('cpu_us_per_req'), '.1f')} "
             f"| {'-' if util is None else f'{util:.0%}'} | {row['limited_by']} "
             f"| {_mib(row.get('rss_kb_idle'))} | {_mib(row.get('rss_kb_load'))} |"
         )
+    if report.get("certify"):
+        lines += [
+            "",
+            f"† Certify: certificates issued per second by the identity service over gRPC "
+            f"(CSR checked, join token checked against the store, leaf signed), closed loop "
+            f"with {report['certify']['in_flight']} requests in flight; p50/p99 from that run; "
+            "CPU per certificate, core and RSS are the identity service's.",
+        ]
+    reuse = [row for row in report["scenarios"] if row.get("tls_connections_opened")]
+    if reuse:
+        lines += ["", "**TLS connection reuse** (new connections to the TLS hop's server)", ""]
+        for row in reuse:
+            opened = row["tls_connections_opened"]
+            lines.append(
+                f"- {row['name']}: {opened['warmup']} in the warm-up runs, "
+                f"{opened['throughput']} in the throughput runs, {opened['fixed_rate']} in the "
+                f"fixed-rate runs ({row['tls_handshakes_per_1k_req']} per 1000 measured requests)"
+            )
     lines += ["", "**Targets**", ""]
     for target in report["targets"]:
         mark = {True: "MET", False: "MISSED", None: "UNKNOWN"}[target["met"]]

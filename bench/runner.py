@@ -3,23 +3,37 @@
 A run fails loudly (`ScenarioFailed`) instead of reporting a number it cannot vouch for:
 a load generator that saw non-2xx answers or socket errors, a fixed-rate run that could
 not hold its rate, a proxy that used no CPU (traffic went around it), or a Gossamer proxy
-whose metrics did not count the requests sent through it.
+whose metrics did not count the requests sent through it (on an mTLS path: as mutual TLS,
+`tls="true"`, on both proxies).
+
+On a path with a TLS hop, the runner also counts the connections opened to the hop's
+server during the warm-up, the throughput run and the fixed-rate run (`tls_opened`): with
+connection reuse on both sides, the measured runs open none and measure steady-state TLS.
+
+The Certify scenario runs `python -m bench.certify --drive` in its pod instead: closed loop
+with 16 requests in flight, for as long as a throughput run, after the same warm-up.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import loadgen
-from bench.bringup import BringupError, LiveTestbed
+from bench.bringup import CERTIFY_DRIVER_ENV, BringupError, LiveTestbed
+from bench.certify import IN_FLIGHT
 from bench.loadgen import LoadCommand, LoadResult
 from bench.procstat import Meter, Usage
-from bench.scenarios import Scenario
+from bench.scenarios import CERTIFY, Scenario
 from bench.settings import RunSettings
-from bench.testbed import H1
-from gossamer.local.pod import Pod, SandboxError
+from bench.testbed import H1, Endpoint
+from gossamer.local.pod import Pod, SandboxError, base_env
 
 # Other processes using more than this share of a core during a run disturb it.
 DISTURBED = 0.05
@@ -41,6 +55,8 @@ class Measurement:
     # Gossamer proxies: requests their metrics counted during this round.
     counted_requests: dict[str, int]
     rss_kb_load: dict[str, int]  # per proxy instance, the peak over both load runs
+    # Connections opened to the TLS hop's server: {"warmup", "throughput", "fixed_rate"}.
+    tls_opened: dict[str, int] | None = None
 
     @property
     def cpu_us_per_req(self) -> float | None:
@@ -80,6 +96,8 @@ class ScenarioRunner:
         self.other = live.other_work()
 
     def run(self, scenario: Scenario) -> Measurement:
+        if scenario.kind == CERTIFY:
+            return self._run_certify(scenario)
         live, settings = self.live, self.settings
         pod = live.pods[scenario.client_pod]
         url = live.url(scenario.target)
@@ -87,13 +105,19 @@ class ScenarioRunner:
         self._require_alive(names)
         pids = [live.proxies[name].pid for name in names]
         gossamer = [name for name in names if live.spec.proxy(name).kind == "gossamer"]
-        counts_before = {name: live.gossamer_counts(name) for name in gossamer}
+        # On an mTLS path every request must be counted as mutual TLS by both proxies.
+        labels = ('tls="true"',) if scenario.mtls else ()
+        counts_before = {name: live.gossamer_counts(name, *labels) for name in gossamer}
+        hop = scenario.tls_hop
+        syns = [self._syns(hop)]
 
         self._load(pod, self._throughput(scenario, url, settings.warmup_s), scenario)
+        syns.append(self._syns(hop))
         with Meter(pids, self.other) as throughput_meter:
             throughput = self._load(
                 pod, self._throughput(scenario, url, settings.throughput_s), scenario
             )
+        syns.append(self._syns(hop))
         # The per-request log stays in the work directory (kept when a scenario fails).
         log = Path(tempfile.mkstemp(dir=self.work_dir, prefix=scenario.path, suffix=".log")[1])
         command = loadgen.h2load_fixed_rate(
@@ -101,8 +125,15 @@ class ScenarioRunner:
         )
         with Meter(pids, self.other) as latency_meter:
             latency = self._load(pod, command, scenario)
+        syns.append(self._syns(hop))
         log.unlink()
         self._require_alive(names)
+        tls_opened = None
+        if hop is not None:
+            tls_opened = {
+                run: syns[i + 1] - syns[i]
+                for i, run in enumerate(("warmup", "throughput", "fixed_rate"))
+            }
 
         usage_t, usage_l = throughput_meter.usage, latency_meter.usage
         assert usage_t is not None and usage_l is not None
@@ -114,13 +145,15 @@ class ScenarioRunner:
         counted = {}
         for name in gossamer:
             requests0, ok0 = counts_before[name]
-            requests1, ok1 = live.gossamer_counts(name)
+            requests1, ok1 = live.gossamer_counts(name, *labels)
             sent = throughput.requests + latency.requests
             if requests1 - requests0 < sent or ok1 - ok0 < sent:
                 raise ScenarioFailed(
                     f"{scenario.name}: {name} counted {requests1 - requests0} requests and "
-                    f"{ok1 - ok0} successes in its metrics, but the load generators completed "
-                    f"at least {sent}: traffic bypassed the proxy or its metrics are off"
+                    f"{ok1 - ok0} successes {' '.join(labels)} in its metrics, but the load "
+                    f"generators completed at least {sent}: traffic bypassed the proxy"
+                    + (", or did not go over mutual TLS" if labels else "")
+                    + ", or its metrics are off"
                 )
             counted[name] = requests1 - requests0
         rss = {
@@ -135,6 +168,96 @@ class ScenarioRunner:
             proxied=bool(names),
             counted_requests=counted,
             rss_kb_load=rss,
+            tls_opened=tls_opened,
+        )
+
+    def _syns(self, hop: Endpoint | None) -> int:
+        if hop is None:
+            return 0
+        try:
+            return self.live.syn_count(hop)
+        except (BringupError, SandboxError) as error:
+            raise ScenarioFailed(f"counting connections to {hop}: {error}") from None
+
+    def _run_certify(self, scenario: Scenario) -> Measurement:
+        """The driver warms up, says `warm`, and drives once told to: the meter covers the
+        measured run alone, not the driver's start-up or warm-up."""
+        live, settings = self.live, self.settings
+        (name,) = scenario.proxies
+        self._require_alive(scenario.proxies)
+        pid = live.proxies[name].pid
+        pod = live.pods[scenario.client_pod]
+        argv = live.certify_argv(
+            "--drive", live.address(scenario.target),
+            "--warmup", str(settings.warmup_s), "--seconds", str(settings.throughput_s),
+            "--in-flight", str(IN_FLIGHT),
+        )  # fmt: skip
+        stderr_path = Path(tempfile.mkstemp(dir=self.work_dir, prefix="certify", suffix=".err")[1])
+        with stderr_path.open("wb") as stderr:
+            driver = subprocess.Popen(
+                [*pod.netns_argv(), *argv],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=base_env(CERTIFY_DRIVER_ENV),
+                cwd="/",
+            )
+        assert driver.stdin is not None and driver.stdout is not None
+        lines = _Lines(driver.stdout.fileno())
+        try:
+            if lines.read(time.monotonic() + settings.warmup_s + 60) != "warm":
+                raise ScenarioFailed(self._driver_failed(scenario, driver, stderr_path))
+            with Meter([pid], self.other) as meter:
+                driver.stdin.write(b"go\n")
+                driver.stdin.flush()
+                line = lines.read(time.monotonic() + settings.throughput_s + 60)
+            if line is None:
+                raise ScenarioFailed(self._driver_failed(scenario, driver, stderr_path))
+            driver.wait(timeout=30)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+            driver.stdin.close()
+            driver.stdout.close()
+        stderr_path.unlink()
+        self._require_alive(scenario.proxies)
+        out = json.loads(line)
+        count, seconds = int(out["certificates"]), float(out["seconds"])
+        result = LoadResult(
+            requests=count,
+            seconds=seconds,
+            rps=count / seconds if seconds > 0 else 0.0,
+            non_2xx=0,
+            errors=int(out["failed"]),
+            p50_ms=out["p50_ms"],
+            p99_ms=out["p99_ms"],
+            max_ms=out["max_ms"],
+        )
+        problems = result.problems()
+        if problems:
+            raise ScenarioFailed(f"{scenario.name}: {'; '.join(problems)}")
+        usage = meter.usage
+        assert usage is not None
+        if usage.cpu_s <= 0:
+            raise ScenarioFailed(f"{scenario.name}: {name} used no CPU time for {count} certs")
+        return Measurement(
+            throughput=result,
+            latency=result,
+            throughput_usage=usage,
+            latency_usage=usage,
+            proxied=True,
+            counted_requests={},
+            rss_kb_load={name: usage.rss_kb_max[pid]},
+        )
+
+    def _driver_failed(self, scenario: Scenario, driver: subprocess.Popen[bytes], err: Path) -> str:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        return (
+            f"{scenario.name}: the Certify driver stopped (exit {driver.returncode}): "
+            f"{err.read_text(errors='replace').strip()[-1500:]}"
         )
 
     def _throughput(self, scenario: Scenario, url: str, seconds: int) -> LoadCommand:
@@ -169,6 +292,29 @@ class ScenarioRunner:
             process = self.live.proxies[name]
             if process.poll() is not None:
                 raise ScenarioFailed(f"proxy {process.describe()}")
+
+
+class _Lines:
+    """Lines from a pipe, each awaited until a deadline (None at the deadline or at EOF)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+
+    def read(self, deadline: float) -> str | None:
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode().strip()
 
 
 def check_paths(live: LiveTestbed, scenarios: list[Scenario]) -> dict[str, str]:

@@ -2,19 +2,38 @@
 
 A *path* is how a request gets from the load generator to the origin: direct, through one
 proxy, or through two chained proxies (the mesh path: the client's sidecar, then the
-server's). Each path is measured with HTTP/1.1 and with HTTP/2. A scenario names the pod the
-load generator runs in, the address it dials, the proxy instances whose CPU and memory count
-for it, and (for Gossamer) the HAProxy scenario its ratios are taken against.
+server's), in plaintext or with mutual TLS between the two. Each path is measured with
+HTTP/1.1 and with HTTP/2. A scenario names the pod the load generator runs in, the address
+it dials, the proxy instances whose CPU and memory count for it, and (for Gossamer) the
+HAProxy scenario its ratios are taken against. `tls_hop` is the server side of a TLS hop,
+where the runner counts new connections (handshakes) during each run.
 
-Later comparisons (mTLS mesh path vs two HAProxy with TLS, gRPC Certify rate, destination
-scale) add entries to `_paths` or a list of their own with the same shape.
+The Certify scenario (`kind="certify"`) is not an HTTP path: its load generator drives the
+identity service's Certify over gRPC, and its "requests" are certificates issued.
+
+Later comparisons (destination scale) add entries to `_paths` or a list of their own with
+the same shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.testbed import H1, PORTS, PROTOCOLS, Endpoint, named, origin_port
+from bench.testbed import (
+    CERTIFY_PORT,
+    CONTROL_POD,
+    H1,
+    PORTS,
+    PROTOCOLS,
+    SERVICE_PORT,
+    Endpoint,
+    mtls_service,
+    named,
+    origin_port,
+)
+
+HTTP = "http"
+CERTIFY = "certify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +47,15 @@ class Scenario:
     # The HAProxy path the ratios compare to, and the label of those ratios.
     baseline_path: str | None = None
     ratio_base: str | None = None
+    # Ratio names end in this: `mesh_mtls_rps_vs_haproxy_tls`.
+    ratio_suffix: str = "vs_haproxy"
+    # Where the TLS hop's server listens (pod, port): new connections there are counted.
+    tls_hop: Endpoint | None = None
+    kind: str = HTTP
+
+    @property
+    def mtls(self) -> bool:
+        return self.tls_hop is not None
 
     @property
     def name(self) -> str:
@@ -51,9 +79,11 @@ def _paths(p: str) -> tuple[Scenario, ...]:
     """One round's order: systems alternate so that drift in the machine's speed during a
     run falls on all of them alike."""
 
-    def explicit(path: str, system: str, *instances: str) -> Scenario:
+    def explicit(path: str, system: str, *instances: str, tls: bool = False) -> Scenario:
         target = Endpoint(None, PORTS[instances[0]][p])
-        return Scenario(path, system, p, "client", target, tuple(named(i, p) for i in instances))
+        hop = Endpoint("origin", PORTS[instances[-1]][p]) if tls else None
+        proxies = tuple(named(i, p) for i in instances)
+        return Scenario(path, system, p, "client", target, proxies, tls_hop=hop)
 
     return (
         Scenario("direct", "direct", p, "client", Endpoint("origin", origin_port(p))),
@@ -81,7 +111,37 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             ratio_base="mesh_path",
         ),
         explicit("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),
+        explicit("haproxy-tls", "haproxy", "haproxy-tls-a", "haproxy-tls-b", tls=True),
+        Scenario(
+            "gossamer-mtls",
+            "gossamer",
+            p,
+            named("mt-a", p),
+            # The service's virtual IP: discovery and identity come from the control plane.
+            Endpoint(None, SERVICE_PORT, service=mtls_service(p).name),
+            (named("gossamer-mtls-a", p), named("gossamer-mtls-b", p)),
+            baseline_path="haproxy-tls",
+            ratio_base="mesh_mtls",
+            ratio_suffix="vs_haproxy_tls",
+            tls_hop=Endpoint(named("mt-b", p), origin_port(p)),
+        ),
+        explicit("nginx-tls", "nginx", "nginx-tls-a", "nginx-tls-b", tls=True),
     )
 
 
-SCENARIOS: tuple[Scenario, ...] = tuple(s for p in PROTOCOLS for s in _paths(p))
+# Certificates issued per second by `gossamer controller identity` (certify-identity in the
+# control pod), driven over gRPC from the same pod.
+CERTIFY_SCENARIO = Scenario(
+    "certify",
+    "identity",
+    "grpc",
+    CONTROL_POD,
+    Endpoint(None, CERTIFY_PORT),
+    ("certify-identity",),
+    kind=CERTIFY,
+)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    *(s for p in PROTOCOLS for s in _paths(p)),
+    CERTIFY_SCENARIO,
+)
