@@ -116,6 +116,8 @@ class ProxyConfig:
     # The destination service (host:port); without it, outbound traffic goes to the original
     # destination unresolved.
     destination_addr: ListenAddr | None = None
+    # The outbound policy service (routes, retries, timeouts); optional even with discovery.
+    policy_addr: ListenAddr | None = None
     # Who this proxy is, for the control plane: {"ns": ..., "pod": ...}.
     destination_context: str = ""
     identity: IdentityConfig | None = None
@@ -200,6 +202,7 @@ class ProxyConfig:
                 "INBOUND_CONNECT_TIMEOUT", defaults.inbound_connect_timeout
             ),
             destination_addr=env.optional_addr("DESTINATION_SVC_ADDR"),
+            policy_addr=env.optional_addr("POLICY_SVC_ADDR"),
             identity=_identity(env),
             destination_context=env.json_object("DESTINATION_CONTEXT"),
             shutdown_grace_period=env.duration(

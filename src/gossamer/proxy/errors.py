@@ -54,6 +54,11 @@ class ResponseTimeout(ProxyError):
     reason = "response timed out"
 
 
+class NoRoute(ProxyError):
+    status = 500
+    reason = "no route matched"
+
+
 class Overloaded(ProxyError):
     status = 503
     reason = "proxy is overloaded"

@@ -57,6 +57,17 @@ class Proxy:
             )
             self.runtime.discovery = discovery
             self.runtime.metrics.register(discovery)
+            from gossamer.proxy.control.policy import PolicyClient
+            from gossamer.proxy.outbound.service import OutboundServices
+
+            policies = None
+            if config.policy_addr is not None:
+                policies = PolicyClient((config.policy_addr.host, config.policy_addr.port), context)
+                self.runtime.metrics.register(policies)
+            self.runtime.policies = policies
+            self.runtime.outbound = OutboundServices(
+                discovery, policies, mesh_tls=config.identity is not None
+            )
         if config.identity is not None:
             from gossamer.proxy.control.identity import IdentityManager
 
@@ -106,6 +117,8 @@ class Proxy:
                 close_all()
         if self.runtime.discovery is not None:
             self.runtime.discovery.close()
+        if self.runtime.policies is not None:
+            self.runtime.policies.close()
         if self.runtime.identity is not None:
             self.runtime.identity.stop()
         if self.admin is not None:

@@ -23,6 +23,8 @@ from gossamer.proxy.metrics import ProxyMetrics, TlsLabels
 if TYPE_CHECKING:
     from gossamer.proxy.control.destination import DestinationClient, EndpointMeta
     from gossamer.proxy.control.identity import IdentityManager
+    from gossamer.proxy.control.policy import PolicyClient
+    from gossamer.proxy.outbound.service import OutboundService, OutboundServices
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -46,6 +48,8 @@ class ConnectionContext:
     tls_dst: TlsLabels
     # What discovery said of the chosen endpoint (outbound, when the target is meshed).
     endpoint: EndpointMeta | None = None
+    # Outbound to a service: per-request routing and balancing (outbound/service.py).
+    service: OutboundService | None = None
     # Inbound: the client dialled the proxy's own port (opaque transport, see transport.py);
     # the real target port comes in a header inside mesh TLS.
     direct: bool = False
@@ -77,6 +81,10 @@ class ProxyRuntime:
         self.pools: dict[str, object] = {}
         # Set when the proxy has a destination service to ask (outbound resolution).
         self.discovery: DestinationClient | None = None
+        # The outbound policy service's client, when configured.
+        self.policies: PolicyClient | None = None
+        # Per-service outbound routing and balancing, with discovery.
+        self.outbound: OutboundServices | None = None
         # Set when the proxy has an identity (mesh TLS both ways).
         self.identity: IdentityManager | None = None
 

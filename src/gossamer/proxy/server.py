@@ -141,8 +141,9 @@ class DetectProtocol(asyncio.Protocol):
         discovery = self._runtime.discovery
         if ctx.direction == OUTBOUND and discovery is not None:
             watch = discovery.lookup_now(orig)
-            if watch is not None:
-                _route(ctx, watch, self._runtime.identity is not None)
+            policies = self._runtime.policies
+            if watch is not None and (policies is None or policies.lookup_now(orig) is not None):
+                self._routed(ctx, watch)
             else:
                 self._resolving = True
                 asyncio.get_running_loop().create_task(self._resolve(discovery, orig))
@@ -254,17 +255,28 @@ class DetectProtocol(asyncio.Protocol):
         terminate(transport, buffered, context, inner, identity.config.handshake_timeout)
 
     async def _resolve(self, discovery: DestinationClient, orig: tuple[str, int]) -> None:
-        watch = await discovery.resolve(orig)
+        policies = self._runtime.policies
+        if policies is not None:
+            # Routes first answer alongside endpoints; a request never sees a half answer.
+            watch, _ = await asyncio.gather(discovery.resolve(orig), policies.resolve(orig))
+        else:
+            watch = await discovery.resolve(orig)
         self._resolving = False
         ctx = self._ctx
         if ctx is None:
             return
         if watch is not None:
-            _route(ctx, watch, self._runtime.identity is not None)
+            self._routed(ctx, watch)
         if ctx.endpoint is not None and ctx.endpoint.opaque:
             self._hand_off(Protocol.OPAQUE, self._eof)
         elif self._verdict is not None:
             self._hand_off(self._verdict, self._eof)
+
+    def _routed(self, ctx: ConnectionContext, watch: DestinationWatch) -> None:
+        _route(ctx, watch, self._runtime.identity is not None)
+        outbound = self._runtime.outbound
+        if outbound is not None and watch.exists:
+            ctx.service = outbound.get(ctx.orig_dst)
 
     def _hand_off(self, protocol: Protocol, eof: bool = False) -> None:
         if self._timer is not None:

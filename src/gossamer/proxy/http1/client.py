@@ -72,8 +72,13 @@ class UpstreamConnection(asyncio.Protocol):
             return
         # Responses pass through byte for byte (one write per read, trailers and chunk
         # framing preserved); the parser only finds where each response ends.
-        exchange.server.write(data)
-        exchange.forwarded = True
+        hold = exchange.hold
+        if not hold:
+            exchange.server.write(data)
+            exchange.forwarded = True
+        elif hold == 1:
+            # Held until the status says whether this attempt is retried (plan.py).
+            exchange.held.append(data)
         if self._reset_parser:
             # The body-less response (to HEAD) never completed in the old parser, so no
             # completion is left to skip either.

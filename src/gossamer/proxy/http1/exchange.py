@@ -12,21 +12,24 @@ after that, the only honest signal left is to close the client connection.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.errors import (
     ProxyError,
+    ResponseTimeout,
     UpstreamClosed,
     UpstreamProtocolError,
     error_response_h1,
 )
 from gossamer.proxy.http1.client import Http1Pool, UpstreamConnection
 from gossamer.proxy.metrics import HttpStats
+from gossamer.proxy.outbound.plan import DISCARD, HOLD, PASS, RequestPlan, rewrite_response_head
 from gossamer.proxy.tcp import Pipe
 
 if TYPE_CHECKING:
+    from gossamer.proxy.balance import EndpointHandle
+    from gossamer.proxy.control.destination import EndpointMeta
     from gossamer.proxy.http1.server import Http1ServerProtocol
 
 log = logging.getLogger("gossamer.proxy.http1")
@@ -43,8 +46,12 @@ class Exchange:
         "close_delimited",
         "forwarded",
         "head",
+        "held",
+        "hold",
         "http11",
         "is_head",
+        "key",
+        "plan",
         "request_chunked",
         "request_done",
         "response_done",
@@ -70,6 +77,7 @@ class Exchange:
         upgrade: bool,
         stats: HttpStats,
         start: float,
+        plan: RequestPlan | None = None,
     ) -> None:
         self.server = server
         self.head: bytes | None = head
@@ -92,20 +100,73 @@ class Exchange:
         self.upstream_keep_alive = False
         self.close_delimited = False
         self.status = 0
+        # Outbound to a service: the route, endpoint choice, retries, timeouts.
+        self.plan = plan
+        self.key = server.pool_key
+        self.hold = PASS
+        self.held: list[bytes] = []
+        if plan is not None:
+            plan.keep(head)
+            timeout = plan.route.request_timeout
+            if timeout:
+                plan.request_timer = server.loop.call_later(timeout, self._request_timed_out)
 
     # -- request side (called by the client protocol) ----------------------------------
     def begin(self, pool: Http1Pool) -> None:
         """Starts sending: on a pooled connection now, or once a new one is made."""
-        conn = self.server.take_upstream() or pool.checkout(self.server.pool_key)
+        plan = self.plan
+        if plan is not None:
+            picked = plan.backend.pick(self.server.loop.time())
+            if picked is None:
+                self.server.loop.create_task(self._wait_for_endpoint(pool))
+                return
+            self._use_endpoint(*picked)
+        key = self.key
+        conn = self.server.take_upstream(key) or pool.checkout(key)
         if conn is not None:
             self._attach(conn)
         else:
-            asyncio.get_running_loop().create_task(self._connect(pool))
+            self.server.loop.create_task(self._connect(pool))
+
+    async def _wait_for_endpoint(self, pool: Http1Pool) -> None:
+        plan = self.plan
+        assert plan is not None
+        try:
+            picked = await plan.backend.pick_waiting(self.server.loop)
+        except ProxyError as error:
+            self.fail(error)
+            return
+        if self.server.closed or self.response_done:
+            return
+        self._use_endpoint(*picked)
+        conn = self.server.take_upstream(self.key) or pool.checkout(self.key)
+        if conn is not None:
+            self._attach(conn)
+        else:
+            await self._connect(pool)
+
+    def _use_endpoint(self, handle: EndpointHandle, meta: EndpointMeta) -> None:
+        """One attempt goes to this endpoint: pool key, TLS, stats, timers."""
+        plan = self.plan
+        assert plan is not None
+        server = self.server
+        now = server.loop.time()
+        plan.handle, plan.meta, plan.attempt_start = handle, meta, now
+        handle.start()
+        tls = plan.service.tls_for(meta)
+        addr = cast(tuple[str, int], handle.addr)
+        self.key = (addr, tls.server_id)
+        self.stats = server.stats_for(plan.authority, addr, tls)
+        self.stats.requests += 1
+        self.hold = HOLD if plan.holds_response else PASS
+        timeout = plan.route.retry.per_try_timeout or plan.route.response_timeout
+        if timeout:
+            plan.response_timer = server.loop.call_later(timeout, self._response_timed_out)
 
     async def _connect(self, pool: Http1Pool) -> None:
         server = self.server
         try:
-            conn = await pool.connect(server.pool_key, server.ctx.direction, server.dst_stats)
+            conn = await pool.connect(self.key, server.ctx.direction, server.dst_stats)
         except ProxyError as error:
             self.fail(error)
             return
@@ -133,6 +194,8 @@ class Exchange:
     def send_body(self, body: bytes) -> None:
         self.head = None  # a request with a body is not replayable
         data = b"%x\r\n%b\r\n" % (len(body), body) if self.request_chunked else body
+        if self.plan is not None:
+            self.plan.keep(data)
         if self.upstream is not None:
             self.upstream.write(data)
             return
@@ -144,6 +207,8 @@ class Exchange:
     def end_request(self) -> None:
         self.request_done = True
         if self.request_chunked:
+            if self.plan is not None:
+                self.plan.keep(_LAST_CHUNK)
             if self.upstream is not None:
                 self.upstream.write(_LAST_CHUNK)
             else:
@@ -156,6 +221,8 @@ class Exchange:
         """Notes a final response's head (already forwarded); True if it has no body."""
         self.status = status
         self.response_started = True
+        if self.hold == HOLD:
+            self._decide(status)
         if status == 101:
             return False  # the upgrade takes both connections over; see response_upgraded
         self.upstream_keep_alive = keep_alive
@@ -166,9 +233,33 @@ class Exchange:
             self.close_delimited = True
         return self.is_head and status != 101
 
+    def _decide(self, status: int) -> None:
+        """The held response's status is known: retry it, or let it through."""
+        plan = self.plan
+        assert plan is not None
+        now = self.server.loop.time()
+        if plan.route.retry.retryable_status(status) and plan.may_retry(now):
+            self.hold = DISCARD
+            self.held = []
+            return
+        self.hold = PASS
+        held, self.held = b"".join(self.held), []
+        if plan.route.response_modifiers:
+            held = rewrite_response_head(held, plan.route.response_modifiers)
+        self.server.write(held)
+        self.forwarded = True
+
     def response_end(self) -> None:
         if self.response_done:
             return
+        plan = self.plan
+        if plan is not None:
+            now = self.server.loop.time()
+            plan.end_attempt(self.status < 500, now)
+            if self.hold == DISCARD:
+                self._retry(reuse=self.upstream_keep_alive and not self.close_delimited)
+                return
+            plan.finish(self.status, now)
         self.response_done = True
         self.stats.response(self.status, self.server.loop.time() - self.start)
         if not self.request_done:
@@ -203,6 +294,15 @@ class Exchange:
     def fail(self, error: ProxyError) -> None:
         """No response can come: answer with the proxy's own error response if we still can."""
         server = self.server
+        plan = self.plan
+        if plan is not None and not self.response_done:
+            now = server.loop.time()
+            plan.end_attempt(False, now)
+            committed = self.forwarded or (self.response_started and self.hold != DISCARD)
+            if not committed and plan.may_retry(now):
+                self._retry(reuse=False)
+                return
+            plan.finish(error.status, now)
         if self.upstream is not None:
             self.upstream.exchange = None
             self.upstream.close()
@@ -249,6 +349,45 @@ class Exchange:
             self.begin(self.server.pool)
             return
         self.fail(UpstreamClosed())
+
+    def _retry(self, *, reuse: bool) -> None:
+        """Sends the request again, to the endpoint the balancer picks now."""
+        plan = self.plan
+        assert plan is not None and plan.replay is not None
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.exchange = None
+            if reuse and self.request_done:
+                self.server.keep_upstream(conn)
+            else:
+                conn.close()
+        plan.attempts += 1
+        plan.route_stats.retry("retried")
+        self.status = 0
+        self.response_started = False
+        self.forwarded = False
+        self.upstream_keep_alive = False
+        self.close_delimited = False
+        self.hold = PASS
+        self.held = []
+        self._pending = list(plan.replay)
+        self._pending_bytes = plan.replay_bytes
+        self.begin(self.server.pool)
+
+    def _response_timed_out(self) -> None:
+        plan = self.plan
+        if plan is None or self.response_done or (self.response_started and self.hold == PASS):
+            return
+        plan.response_timer = None
+        self.fail(ResponseTimeout("no response within the route's timeout"))
+
+    def _request_timed_out(self) -> None:
+        plan = self.plan
+        if plan is None or self.response_done:
+            return
+        plan.request_timer = None
+        plan.replay = None  # the request's time is up: no more attempts
+        self.fail(ResponseTimeout("the request did not complete within its timeout"))
 
     def upstream_protocol_error(self, detail: str) -> None:
         self.fail(UpstreamProtocolError(f"invalid response from upstream: {detail}"))

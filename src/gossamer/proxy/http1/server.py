@@ -13,17 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from gossamer.proxy.errors import simple_response_h1
-from gossamer.proxy.http1.client import Http1Pool, UpstreamConnection
+from gossamer.proxy.errors import NoRoute, ProxyError, simple_response_h1
+from gossamer.proxy.http1.client import Http1Pool, Target, UpstreamConnection
 from gossamer.proxy.http1.exchange import Exchange
 from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
-from gossamer.proxy.metrics import HttpStats
+from gossamer.proxy.metrics import HttpStats, TlsLabels
+from gossamer.proxy.outbound.plan import RequestPlan
+from gossamer.proxy.routing import apply_header_modifiers, request_info
 from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
 from gossamer.proxy.tcp import errno_label, reset
+
+if TYPE_CHECKING:
+    # Types only: the outbound service brings the control-plane clients (and h2) along.
+    from gossamer.proxy.outbound.service import OutboundService
 
 log = logging.getLogger("gossamer.proxy.http1")
 
@@ -55,6 +61,7 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.src_stats = runtime.metrics.tcp(ctx.direction, "src", ctx.target, ctx.tls_src)
         self.dst_stats = runtime.metrics.tcp(ctx.direction, "dst", ctx.target, ctx.tls_dst)
         self._stats: dict[bytes, HttpStats] = {}
+        self._endpoint_stats: dict[tuple[bytes, tuple[str, int], str | None], HttpStats] = {}
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.active: Exchange | None = None
@@ -216,7 +223,18 @@ class Http1ServerProtocol(asyncio.Protocol):
             stats = self._stats[host] = self.runtime.metrics.http(
                 self.ctx.direction, host.decode("latin-1"), self.ctx.target, self._tls
             )
-        stats.requests += 1
+        plan: RequestPlan | None = None
+        failure: ProxyError | None = None
+        service = self.ctx.service
+        if service is None:
+            stats.requests += 1
+        else:
+            # Counted per attempt once an endpoint is chosen (exchange._use_endpoint).
+            try:
+                plan, headers = self._plan(service, method, url, headers, host)
+            except ProxyError as error:
+                stats.requests += 1
+                failure = error
         version = parser.get_http_version()
         exchange = Exchange(
             self,
@@ -228,14 +246,53 @@ class Http1ServerProtocol(asyncio.Protocol):
             upgrade=upgrade,
             stats=stats,
             start=self.loop.time(),
+            plan=plan,
         )
         self._reading = exchange
+        if failure is not None:
+            if self.active is None:
+                self.active = exchange
+                exchange.fail(failure)
+            else:
+                self._queue.append(exchange)
+            return
         if self.active is None:
             self.active = exchange
             exchange.begin(self.pool)
         else:
             self._queue.append(exchange)
             self.pause_reading_for("pipeline")
+
+    def _plan(
+        self,
+        service: OutboundService,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        authority: bytes,
+    ) -> tuple[RequestPlan, list[tuple[bytes, bytes]]]:
+        """Routes a request to a service: route, backend, retries, timeouts."""
+        now = self.loop.time()
+        routes = service.routes()
+        selected = routes.always or routes.select(request_info(method, url, headers))
+        if selected is None:
+            raise NoRoute(f"no route of {service.name} matches the request")
+        backend = selected.backend()
+        if backend is None:
+            raise NoRoute(f"route {selected.route_name} has no backend with a weight")
+        if selected.request_modifiers:
+            headers = apply_header_modifiers(headers, selected.request_modifiers)
+        service.budget.deposit(now)
+        route_stats = self.runtime.metrics.route(
+            (service.name, service.namespace, service.port),
+            selected.route_name,
+            selected.route_kind,
+        )
+        route_stats.requests += 1
+        plan = RequestPlan(
+            service, selected, service.backend(backend.authority), route_stats, now, authority
+        )
+        return plan, headers
 
     def on_body(self, body: bytes) -> None:
         if self._reading is not None:
@@ -284,12 +341,25 @@ class Http1ServerProtocol(asyncio.Protocol):
         else:
             self._spare = conn
 
-    def take_upstream(self) -> UpstreamConnection | None:
-        conn, self._spare = self._spare, None
-        if conn is not None and conn.usable:
+    def take_upstream(self, key: Target) -> UpstreamConnection | None:
+        conn = self._spare
+        if conn is None or conn.target != key:
+            return None
+        self._spare = None
+        if conn.usable:
             conn.reused = True
             return conn
         return None
+
+    def stats_for(self, authority: bytes, addr: tuple[str, int], tls: TlsLabels) -> HttpStats:
+        """Stats of requests for `authority` sent to the endpoint `addr` (outbound, balanced)."""
+        key = (authority, addr, tls.server_id)
+        stats = self._endpoint_stats.get(key)
+        if stats is None:
+            stats = self._endpoint_stats[key] = self.runtime.metrics.http(
+                self.ctx.direction, authority.decode("latin-1"), addr, tls
+            )
+        return stats
 
     def take_tunnel_bytes(self) -> bytes:
         data = b"".join(self._tunnel_bytes or ())

@@ -1,0 +1,190 @@
+"""One service as outbound traffic sees it: its policy, its backends, their balancers.
+
+Theory of operation: an `OutboundService` exists per original destination that names a
+service (a virtual IP and port). Its policy (routes, retries, timeouts, failure accrual)
+comes from a policy watch when the proxy has a policy service, else it is the implicit
+default: every request to the service itself. Each backend is a `BackendTarget`: a
+destination watch (the endpoints) and an `EndpointBalancer` (P2C over peak-EWMA), refreshed
+lazily when the watch's version moves. Requests pick a route, a backend by weight, then an
+endpoint; when no endpoint is available they wait in a bounded queue for at most the
+fail-fast timeout, then fail with 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from typing import cast
+
+from gossamer.api.gen import policy_pb2 as pb
+from gossamer.proxy.balance import AccrualSettings, EndpointBalancer, EndpointHandle
+from gossamer.proxy.control.destination import DestinationClient, DestinationWatch, EndpointMeta
+from gossamer.proxy.control.policy import PolicyClient, PolicyWatch
+from gossamer.proxy.errors import Overloaded, ProxyError
+from gossamer.proxy.metrics import OUTBOUND_PLAINTEXT, TlsLabels
+from gossamer.proxy.retry import RetryBudget
+from gossamer.proxy.routing import CompiledRoutes
+
+Addr = tuple[str, int]
+
+# Linkerd's defaults: how long a request may wait for an endpoint, and how many may wait.
+FAILFAST_TIMEOUT = 3.0
+MAX_WAITING = 100
+
+
+class NoEndpoints(ProxyError):
+    status = 503
+    reason = "no endpoints available"
+
+
+class BackendTarget:
+    """The endpoints of one backend and the balancer that chooses among them."""
+
+    def __init__(
+        self,
+        authority: str,
+        watch: DestinationWatch,
+        rng: random.Random,
+        accrual: AccrualSettings | None,
+    ) -> None:
+        self.authority = authority
+        self.watch = watch
+        self.balancer = EndpointBalancer(rng, accrual=accrual)
+        self._version = -1
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def pick(self, now: float) -> tuple[EndpointHandle, EndpointMeta] | None:
+        watch = self.watch
+        if watch.version != self._version:
+            self._version = watch.version
+            self.balancer.update(watch.endpoints)
+        handle = self.balancer.pick(now)
+        if handle is None:
+            return None
+        return handle, watch.endpoints[cast(Addr, handle.addr)]
+
+    async def pick_waiting(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[EndpointHandle, EndpointMeta]:
+        """Waits (bounded) for an endpoint when none is available now."""
+        picked = self.pick(loop.time())
+        if picked is not None:
+            return picked
+        if len(self._waiters) >= MAX_WAITING:
+            raise Overloaded(f"too many requests waiting for endpoints of {self.authority}")
+        deadline = loop.time() + FAILFAST_TIMEOUT
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NoEndpoints(f"no endpoints of {self.authority} became available")
+            await asyncio.sleep(min(0.05, remaining))
+            picked = self.pick(loop.time())
+            if picked is not None:
+                return picked
+
+
+class OutboundService:
+    def __init__(
+        self,
+        orig_dst: Addr,
+        destinations: DestinationClient,
+        policy: PolicyWatch | None,
+        rng: random.Random,
+        mesh_tls: bool,
+    ) -> None:
+        self.orig_dst = orig_dst
+        self._loop = asyncio.get_running_loop()
+        self._mesh_tls = mesh_tls
+        self._tls: dict[str | None, TlsLabels] = {}
+        self._destinations = destinations
+        self._policy = policy
+        self._rng = rng
+        self._policy_version = -1
+        self._routes: CompiledRoutes | None = None
+        self._accrual: AccrualSettings | None = None
+        self._backends: dict[str, BackendTarget] = {}
+        self.budget = RetryBudget()
+        self.name = f"{orig_dst[0]}:{orig_dst[1]}"
+        self.namespace = ""
+        self.port = orig_dst[1]
+
+    # -- policy --------------------------------------------------------------------------
+    def routes(self) -> CompiledRoutes:
+        policy = self._policy
+        if policy is not None and policy.version != self._policy_version and policy.policy:
+            self._policy_version = policy.version
+            compiled = policy.policy
+            self.name = compiled.service or self.name
+            self.namespace = compiled.namespace
+            self._accrual = AccrualSettings.from_policy(compiled.failure_accrual)
+            self._routes = CompiledRoutes(compiled, self._rng)
+            # Balancers keep their endpoint state; a change of accrual applies to new ones.
+        if self._routes is None:
+            self._routes = CompiledRoutes(self._default_policy(), self._rng)
+        return self._routes
+
+    def _default_policy(self) -> pb.OutboundPolicy:
+        authority = f"{self.orig_dst[0]}:{self.orig_dst[1]}"
+        backend = pb.Backend(authority=authority, port=self.orig_dst[1], weight=1)
+        route = pb.Route(name="default", kind="default", rules=[pb.RouteRule(backends=[backend])])
+        return pb.OutboundPolicy(exists=True, port=self.orig_dst[1], routes=[route])
+
+    # -- backends ------------------------------------------------------------------------
+    def backend(self, authority: str) -> BackendTarget:
+        target = self._backends.get(authority)
+        if target is None:
+            host, _, port = authority.rpartition(":")
+            watch = self._destinations.watch((host, int(port)))
+            target = BackendTarget(authority, watch, self._rng, self._accrual)
+            self._backends[authority] = target
+        else:
+            # Touch the watch so an idle sweep does not drop a backend in use.
+            target.watch.last_used = self._loop.time()
+        return target
+
+    def tls_for(self, meta: EndpointMeta) -> TlsLabels:
+        """How a request to an endpoint is secured: mesh TLS when it is meshed and we can."""
+        identity = meta.identity
+        labels = self._tls.get(identity)
+        if labels is None:
+            if identity is None:
+                labels = OUTBOUND_PLAINTEXT
+            elif self._mesh_tls:
+                labels = TlsLabels(tls="true", no_tls_reason=None, server_id=identity)
+            else:
+                labels = TlsLabels(no_tls_reason="no_identity")
+            self._tls[identity] = labels
+        return labels
+
+    def default_backend(self) -> BackendTarget:
+        return self.backend(f"{self.orig_dst[0]}:{self.orig_dst[1]}")
+
+
+class OutboundServices:
+    """The outbound services this proxy knows, by original destination (one each)."""
+
+    def __init__(
+        self,
+        destinations: DestinationClient,
+        policies: PolicyClient | None,
+        mesh_tls: bool,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.destinations = destinations
+        self.policies = policies
+        self._mesh_tls = mesh_tls
+        self._rng = rng or random.Random()
+        self._services: dict[Addr, OutboundService] = {}
+
+    def get(self, orig_dst: Addr) -> OutboundService:
+        service = self._services.get(orig_dst)
+        if service is None:
+            policy = self.policies.watch(orig_dst) if self.policies is not None else None
+            service = OutboundService(
+                orig_dst, self.destinations, policy, self._rng, self._mesh_tls
+            )
+            self._services[orig_dst] = service
+        elif service._policy is not None:
+            service._policy.last_used = service._loop.time()
+        return service
