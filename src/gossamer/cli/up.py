@@ -60,6 +60,7 @@ def up_command(
         f"  services:     {runtime.service_cidr}, names NAME.NS.svc.{runtime.cluster_domain}"
     )
     click.echo(f"  destination:  {runtime.destination_addr} (gRPC, inside the node)")
+    click.echo(f"  policy:       {runtime.policy_addr} (gRPC, inside the node)")
     ready = "" if status.prometheus_ready else "  (starting; see prometheus/prometheus.log)"
     click.echo(f"  prometheus:   {runtime.prometheus_url}{ready}")
     if status.message:

@@ -40,7 +40,7 @@ from gossamer.local.ownership import (
 )
 from gossamer.local.pod import PYTHON, base_env
 from gossamer.local.state import RuntimeInfo, StateDir, SupervisorState, SupervisorStatus
-from gossamer.local.supervisor.main import DESTINATION_PORT
+from gossamer.local.supervisor.main import DESTINATION_PORT, POLICY_PORT
 from gossamer.local.teardown import (
     recorded_pids,
     remove_etc_netns,
@@ -130,6 +130,7 @@ def up(options: UpOptions) -> UpResult:
         prometheus_url=f"http://127.0.0.1:{bound_port}",
         host_ports={"prometheus": bound_port},
         destination_addr=f"{node.gateway}:{DESTINATION_PORT}",
+        policy_addr=f"{node.gateway}:{POLICY_PORT}",
     )
     runtime.save(state)
     try:

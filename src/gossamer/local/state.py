@@ -117,6 +117,7 @@ class RuntimeInfo:
     prometheus_url: str
     host_ports: dict[str, int] = field(default_factory=dict)
     destination_addr: str = ""
+    policy_addr: str = ""
 
     def save(self, state: StateDir) -> None:
         write_json(state.runtime_file, asdict(self))

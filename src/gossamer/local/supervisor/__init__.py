@@ -14,8 +14,8 @@ Structure (one asyncio loop on uvloop; blocking `ip`/`iptables` calls on one wor
   (`dns.ClusterDNS`), Prometheus scrape targets.
 - `prometheus.PrometheusManager`: Debian's Prometheus, restarted if it exits.
 - `forward.PortForwarder`: host-facing ports (sockets bound by `up` in the host namespace).
-- The destination gRPC service (`gossamer.control.destination`), in-process on
-  `<gateway>:8086`.
+- The destination and outbound policy gRPC services (`gossamer.control.destination`,
+  `gossamer.control.policy`), in-process on `<gateway>:8086` and `<gateway>:8090`.
 - `network.NodeNetwork`, `children`, `probes`: the mechanics the above share.
 
 Controllers see only the `Store` interface.

@@ -26,6 +26,7 @@ from typing import IO, Any
 import uvloop
 
 from gossamer.control.destination import DestinationServer
+from gossamer.control.policy import OutboundPolicyServer
 from gossamer.control.store import SQLiteStore, Store
 from gossamer.core.resources import PodStatus
 from gossamer.local.backoff import RestartBackoff
@@ -46,6 +47,7 @@ from gossamer.local.vips import ServiceIPAllocator
 log = logging.getLogger("gossamer.local.supervisor")
 
 DESTINATION_PORT = 8086
+POLICY_PORT = 8090
 PROMETHEUS_READY_TIMEOUT = 30.0
 # Where each host-facing port leads inside the node namespace.
 FORWARD_TARGETS = {"prometheus": (LISTEN_HOST, LISTEN_PORT)}
@@ -131,61 +133,62 @@ class Supervisor:
             subnet=self.config.subnet,
             state_dir=self.state.pods_dir,
         )
-        network = NodeNetwork(node, self.state)
-        dns = ClusterDNS(self.config.cluster_domain)
-        destination = DestinationServer(
-            store,
-            cluster_domain=self.config.cluster_domain,
-            trust_domain=self.config.cluster_domain,
-        )
-        await destination.start(host=str(node.gateway), port=DESTINATION_PORT)
-        forwarder = PortForwarder(self.config.forwards)
-        await forwarder.start()
-        prometheus = PrometheusManager(
-            self.config.prometheus_binary,
-            self.state.prometheus_dir,
-            owner_marker(self.state.node_name, "prometheus"),
-            on_change=lambda: self._report(),
-        )
-        self._prometheus = prometheus
-        settings = PodSettings(
-            python=PYTHON,
-            node=self.state.node_name,
-            destination_addr=f"{node.gateway}:{DESTINATION_PORT}",
-            owner=self.owner,
-        )
-        workloads = WorkloadController(store, network, dns, settings, preferred_ips)
-        services = ServiceController(
-            store,
-            network,
-            dns,
-            ServiceIPAllocator(self.config.service_cidr),
-            prometheus.set_targets,
-        )
-        prometheus.start()
-        controllers = [
-            asyncio.create_task(_keep_running("services", services.run)),
-            asyncio.create_task(_keep_running("workloads", workloads.run)),
-        ]
-        ready = await prometheus.wait_ready(PROMETHEUS_READY_TIMEOUT)
-        self._report(
-            state=SupervisorState.READY,
-            prometheus_ready=ready,
-            destination=f"{node.gateway}:{DESTINATION_PORT}",
-            message="" if ready else "prometheus is not ready yet; see prometheus/prometheus.log",
-        )
-        log.info("ready: node %s, gateway %s", node.name, node.gateway)
-        await self._stop.wait()
-        log.info("stopping")
-        self._report(state=SupervisorState.STOPPING)
-        for task in controllers:
-            task.cancel()
-        await asyncio.gather(*controllers, return_exceptions=True)
-        await workloads.shutdown()
-        await prometheus.stop()
-        await destination.stop()
-        await forwarder.close()
-        network.close()
+        domain, gateway = self.config.cluster_domain, str(node.gateway)
+        # Whatever has started is stopped again in reverse order, on SIGTERM or on a failure.
+        async with contextlib.AsyncExitStack() as started:
+            network = NodeNetwork(node, self.state)
+            started.callback(network.close)
+            destination = DestinationServer(store, cluster_domain=domain, trust_domain=domain)
+            await destination.start(host=gateway, port=DESTINATION_PORT)
+            started.push_async_callback(destination.stop)
+            policy = OutboundPolicyServer(store, cluster_domain=domain)
+            await policy.start(host=gateway, port=POLICY_PORT)
+            started.push_async_callback(policy.stop)
+            forwarder = PortForwarder(self.config.forwards)
+            await forwarder.start()
+            started.push_async_callback(forwarder.close)
+            prometheus = PrometheusManager(
+                self.config.prometheus_binary,
+                self.state.prometheus_dir,
+                owner_marker(self.state.node_name, "prometheus"),
+                on_change=lambda: self._report(),
+            )
+            self._prometheus = prometheus
+            started.push_async_callback(prometheus.stop)
+            settings = PodSettings(
+                python=PYTHON,
+                node=self.state.node_name,
+                destination_addr=f"{gateway}:{DESTINATION_PORT}",
+                owner=self.owner,
+                # Not yet handed to the proxies: they answer 500 "no route matches" for a
+                # target the policy service does not know (a pod IP) instead of passing it
+                # through. Set `policy_addr=f"{gateway}:{POLICY_PORT}"` once they do.
+                policy_addr=None,
+            )
+            dns = ClusterDNS(domain)
+            workloads = WorkloadController(store, network, dns, settings, preferred_ips)
+            started.push_async_callback(workloads.shutdown)
+            allocator = ServiceIPAllocator(self.config.service_cidr)
+            services = ServiceController(store, network, dns, allocator, prometheus.set_targets)
+            prometheus.start()
+            controllers = [
+                asyncio.create_task(_keep_running("services", services.run)),
+                asyncio.create_task(_keep_running("workloads", workloads.run)),
+            ]
+            started.push_async_callback(_cancel, controllers)
+            ready = await prometheus.wait_ready(PROMETHEUS_READY_TIMEOUT)
+            self._report(
+                state=SupervisorState.READY,
+                prometheus_ready=ready,
+                destination=f"{gateway}:{DESTINATION_PORT}",
+                message=""
+                if ready
+                else "prometheus is not ready yet; see prometheus/prometheus.log",
+            )
+            log.info("ready: node %s, gateway %s", node.name, gateway)
+            await self._stop.wait()
+            log.info("stopping")
+            self._report(state=SupervisorState.STOPPING)
         self._report(state=SupervisorState.STOPPED)
         return 0
 
@@ -212,6 +215,12 @@ class Supervisor:
                 len(pods),
             )
         return preferred
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:

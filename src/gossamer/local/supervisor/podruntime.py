@@ -68,6 +68,8 @@ class PodSettings:
     proxy_ready_timeout: float = 30.0
     probe_interval: float = 0.1
     portless_ready_after: float = 1.0
+    # The outbound policy service the proxies ask for routes; None: they do not ask.
+    policy_addr: str | None = None
     proxy_shutdown_grace: str = "2s"
 
 
@@ -179,13 +181,14 @@ class PodRuntime:
             "nodeName": self._settings.node,
             "pod": self.plan.name,
         }
-        return base_env(
-            {
-                "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": self._settings.destination_addr,
-                "GOSSAMER_PROXY_DESTINATION_CONTEXT": json.dumps(context, sort_keys=True),
-                "GOSSAMER_PROXY_SHUTDOWN_GRACE_PERIOD": self._settings.proxy_shutdown_grace,
-            }
-        )
+        env = {
+            "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": self._settings.destination_addr,
+            "GOSSAMER_PROXY_DESTINATION_CONTEXT": json.dumps(context, sort_keys=True),
+            "GOSSAMER_PROXY_SHUTDOWN_GRACE_PERIOD": self._settings.proxy_shutdown_grace,
+        }
+        if self._settings.policy_addr is not None:
+            env["GOSSAMER_PROXY_POLICY_SVC_ADDR"] = self._settings.policy_addr
+        return base_env(env)
 
     async def _proxy_loop(self, pod: Pod) -> None:
         backoff = RestartBackoff()
