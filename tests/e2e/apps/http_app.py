@@ -4,13 +4,15 @@ GET /bytes/N   N deterministic bytes, with x-sha256 of the body
 POST /echo     the request body back, with x-sha256 of what arrived
 GET /slow/MS   waits MS milliseconds, then answers "slow"
 GET /status/N  answers with status N
-GET /          "hello from NAME" (NAME: the second argument)
+GET /          "hello from NAME" (NAME: the second argument); options --fail-every=N
+               (every Nth answer is a 500) and --delay-ms=MS (every answer waits)
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,7 +49,15 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "status":
             self._send(int(parts[1]), b"status")
         else:
-            self._send(200, b"hello from " + NAME.encode())
+            if DELAY:
+                time.sleep(DELAY)
+            with _COUNT_LOCK:
+                _COUNT[0] += 1
+                count = _COUNT[0]
+            if FAIL_EVERY and count % FAIL_EVERY == 0:
+                self._send(500, b"failed by " + NAME.encode())
+            else:
+                self._send(200, b"hello from " + NAME.encode())
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
@@ -68,13 +78,24 @@ class Handler(BaseHTTPRequestHandler):
 
 
 NAME = "origin"
+FAIL_EVERY = 0  # with N > 0, every Nth request to / answers 500
+DELAY = 0.0  # seconds added to every answer to /
+_COUNT = [0]
+_COUNT_LOCK = threading.Lock()
 
 
 def main() -> None:
-    global NAME
-    port = int(sys.argv[1])
-    if len(sys.argv) > 2:
-        NAME = sys.argv[2]
+    global NAME, FAIL_EVERY, DELAY
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    for option in (a for a in sys.argv[1:] if a.startswith("--")):
+        key, _, value = option[2:].partition("=")
+        if key == "fail-every":
+            FAIL_EVERY = int(value)
+        elif key == "delay-ms":
+            DELAY = int(value) / 1000
+    port = int(args[0])
+    if len(args) > 1:
+        NAME = args[1]
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = True
     server.serve_forever()

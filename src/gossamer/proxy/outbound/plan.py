@@ -96,7 +96,9 @@ class RequestPlan:
     def end_attempt(self, success: bool, now: float) -> None:
         handle, self.handle = self.handle, None
         if handle is not None:
-            handle.finish(success, now - self.attempt_start, now)
+            # Only successes are latency samples: an endpoint failing fast must not look
+            # fast to the balancer (failure accrual takes care of it instead).
+            handle.finish(success, now - self.attempt_start if success else None, now)
         timer, self.response_timer = self.response_timer, None
         if timer is not None:
             timer.cancel()

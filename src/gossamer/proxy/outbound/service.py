@@ -50,6 +50,8 @@ class BackendTarget:
     ) -> None:
         self.authority = authority
         self.watch = watch
+        self._rng = rng
+        self.accrual = accrual
         self.balancer = EndpointBalancer(rng, accrual=accrual)
         self._version = -1
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -63,6 +65,13 @@ class BackendTarget:
         if handle is None:
             return None
         return handle, watch.endpoints[cast(Addr, handle.addr)]
+
+    def set_accrual(self, accrual: AccrualSettings | None) -> None:
+        """New failure-accrual settings: a fresh balancer (latency estimates restart)."""
+        if accrual != self.accrual:
+            self.accrual = accrual
+            self.balancer = EndpointBalancer(self._rng, accrual=accrual)
+            self._version = -1
 
     async def pick_waiting(
         self, loop: asyncio.AbstractEventLoop
@@ -119,7 +128,8 @@ class OutboundService:
             self.namespace = compiled.namespace
             self._accrual = AccrualSettings.from_policy(compiled.failure_accrual)
             self._routes = CompiledRoutes(compiled, self._rng)
-            # Balancers keep their endpoint state; a change of accrual applies to new ones.
+            for backend in self._backends.values():
+                backend.set_accrual(self._accrual)
         if self._routes is None:
             self._routes = CompiledRoutes(self._default_policy(), self._rng)
         return self._routes

@@ -1,0 +1,284 @@
+"""Traffic management end to end, in namespaces, with the real destination and policy services:
+retries, latency-aware balancing, failure accrual, weighted and header-matched routes that
+change without restarts, and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gossamer.control.store import SQLiteStore
+from gossamer.core.resources import Resource
+from gossamer.local.netns import Node, sandbox
+from gossamer.local.pod import PYTHON, Pod, PodProcess
+
+APPS = Path(__file__).parent / "apps"
+VIPS = {"web": "10.78.0.30", "web-v1": "10.78.0.31", "web-v2": "10.78.0.32"}
+
+pytestmark = pytest.mark.netns
+
+
+def service(
+    name: str, selector: dict[str, str], annotations: dict[str, str] | None = None
+) -> Resource:
+    return Resource.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "demo", "annotations": annotations or {}},
+            "spec": {
+                "clusterIP": VIPS[name],
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        }
+    )
+
+
+def pod_resource(name: str, ip: str, version: str) -> Resource:
+    return Resource.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": "demo",
+                "labels": {"app": "web", "version": version},
+            },
+            "spec": {
+                "serviceAccountName": "web",
+                "containers": [{"name": "app", "command": ["x"]}],
+            },
+            "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
+        }
+    )
+
+
+def route(name: str, rules: list[dict[str, Any]]) -> Resource:
+    return Resource.from_dict(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {
+                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
+                "rules": rules,
+            },
+        }
+    )
+
+
+def backend(name: str, weight: int) -> dict[str, Any]:
+    return {"name": name, "port": 80, "weight": weight}
+
+
+@dataclass
+class Cluster:
+    node: Node
+    store: Path
+    control: Pod
+    client: Pod
+    webs: list[Pod]
+    apps: dict[str, PodProcess]
+
+    def apply(self, *resources: Resource, delete: tuple[str, str] | None = None) -> None:
+        async def run() -> None:
+            store = SQLiteStore(self.store)
+            try:
+                for resource in resources:
+                    await store.apply(resource)
+                if delete is not None:
+                    await store.delete(delete[0], "demo", delete[1], missing_ok=True)
+            finally:
+                await store.close()
+
+        asyncio.run(run())
+
+    def app(self, index: int, *options: str) -> None:
+        """(Re)starts web-INDEX's app with the given http_app options."""
+        name = f"web-{index}"
+        old = self.apps.pop(name, None)
+        if old is not None:
+            old.terminate()
+        pod = self.webs[index]
+        process = pod.spawn([PYTHON, str(APPS / "http_app.py"), "8080", name, *options], name="app")
+        pod.wait_for_port(8080, process=process)
+        self.apps[name] = process
+
+    def load(self, count: int, *options: str, host: str = VIPS["web"]) -> dict[str, Any]:
+        out = self.client.exec(
+            [PYTHON, str(APPS / "load.py"), host, "80", "/", str(count), *options], timeout=120
+        ).stdout
+        return json.loads(out)
+
+
+def wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+def success(result: dict[str, Any]) -> float:
+    total = sum(result["status"].values()) + result["errors"]
+    return result["status"].get("200", 0) / total if total else 0.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("traffic")
+    with sandbox(prefix="traf") as node:
+        control, client = node.add_pod("control"), node.add_pod("client")
+        webs = [node.add_pod(f"web{i}") for i in range(3)]
+        cluster = Cluster(node, base / "store.db", control, client, webs, {})
+        try:
+            cluster.apply(
+                service("web", {"app": "web"}),
+                service("web-v1", {"version": "v1"}),
+                service("web-v2", {"version": "v2"}),
+                *(
+                    pod_resource(f"web-{i}", str(pod.ip), "v2" if i == 2 else "v1")
+                    for i, pod in enumerate(webs)
+                ),
+            )
+            for component, port in (("destination", 8086), ("policy", 8090)):
+                process = control.spawn(
+                    [PYTHON, "-m", "gossamer", "controller", component,
+                     "--store", str(cluster.store), "--addr", f"0.0.0.0:{port}"],
+                    name=component,
+                )  # fmt: skip
+                control.wait_for_port(port, timeout=20, process=process)
+            for i, pod in enumerate(webs):
+                pod.install_init_rules()
+                pod.start_proxy()
+                cluster.app(i)
+            client.install_init_rules()
+            client.start_proxy(
+                {
+                    "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:8086",
+                    "GOSSAMER_PROXY_POLICY_SVC_ADDR": f"{control.ip}:8090",
+                }
+            )
+            yield cluster
+        finally:
+            for pod in node.pods.values():
+                pod.stop_processes()
+
+
+@pytest.fixture
+def fresh(cluster: Cluster) -> Iterator[Cluster]:
+    """Every test starts from healthy apps, no annotations and no routes."""
+    for i in range(3):
+        cluster.app(i)
+    cluster.apply(service("web", {"app": "web"}), delete=("HTTPRoute", "split"))
+    time.sleep(0.5)
+    yield cluster
+
+
+def test_retries_hide_a_replica_failing_half_its_requests(fresh: Cluster) -> None:
+    fresh.app(0, "--fail-every=2")
+    without = fresh.load(600)
+    assert success(without) < 0.995, without
+    fresh.apply(
+        service(
+            "web",
+            {"app": "web"},
+            {"retry.gossamer.dev/http": "5xx", "retry.gossamer.dev/limit": "3"},
+        )
+    )
+    time.sleep(1.0)
+    with_retries = fresh.load(600)
+    assert success(with_retries) >= 0.995, with_retries
+    metrics = fresh.client.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
+    assert "outbound_http_route_retry_total{" in metrics and 'result="retried"' in metrics
+
+
+def test_a_slower_replica_gets_clearly_less_than_its_share(fresh: Cluster) -> None:
+    fresh.app(2, "--delay-ms=50")
+    result = fresh.load(900, "--concurrency=6")
+    assert success(result) == 1.0, result
+    share = result["by"].get("web-2", 0) / sum(result["by"].values())
+    assert share < 0.2, result  # an equal share would be a third
+
+
+def test_a_replica_killed_under_load_is_routed_around(fresh: Cluster) -> None:
+    fresh.apply(
+        service(
+            "web",
+            {"app": "web"},
+            {
+                "retry.gossamer.dev/http": "5xx",
+                "retry.gossamer.dev/limit": "3",
+                "balancer.gossamer.dev/failure-accrual": "consecutive",
+            },
+        )
+    )
+    time.sleep(1.0)
+    before = fresh.load(100)
+    assert success(before) == 1.0
+
+    def inbound_requests() -> float:
+        web1 = fresh.webs[1].exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in web1.splitlines()
+            if line.startswith("request_total{") and 'direction="inbound"' in line
+        )
+
+    # The app of web-1 dies; its proxy keeps answering 502 (nothing on 127.0.0.1:8080).
+    fresh.apps.pop("web-1").terminate()
+    tried_before = inbound_requests()
+    result = fresh.load(2000, "--concurrency=4")
+    assert success(result) >= 0.995, result
+    assert "web-1" not in result["by"]
+    # Failure accrual took it out: after the first failures, hardly any request tries it.
+    tried = inbound_requests() - tried_before
+    assert tried < 2000 * 0.05, tried
+
+
+def test_weighted_split_header_canary_and_live_route_changes(fresh: Cluster) -> None:
+    fresh.apply(
+        route(
+            "split",
+            [
+                {
+                    "matches": [{"headers": [{"name": "x-canary", "value": "true"}]}],
+                    "backendRefs": [backend("web-v2", 1)],
+                },
+                {"backendRefs": [backend("web-v1", 80), backend("web-v2", 20)]},
+            ],
+        )
+    )
+    wait(lambda: fresh.load(20, "--header=x-canary:true")["by"] == {"web-2": 20})
+    result = fresh.load(2000, "--concurrency=4")
+    assert success(result) == 1.0, result
+    v2 = result["by"].get("web-2", 0) / 2000
+    assert 0.15 <= v2 <= 0.25, result
+    # Change the split: it applies without restarting anything.
+    fresh.apply(route("split", [{"backendRefs": [backend("web-v1", 50), backend("web-v2", 50)]}]))
+
+    def even() -> bool:
+        share = fresh.load(400, "--concurrency=4")["by"].get("web-2", 0) / 400
+        return 0.4 <= share <= 0.6
+
+    wait(even, timeout=20)
+    metrics = fresh.client.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
+    assert 'route_name="split"' in metrics
+
+
+def test_request_timeout_turns_a_slow_answer_into_a_fast_504(fresh: Cluster) -> None:
+    for i in range(3):
+        fresh.app(i, "--delay-ms=1000")
+    fresh.apply(service("web", {"app": "web"}, {"timeout.gossamer.dev/request": "100ms"}))
+    time.sleep(1.0)
+    result = fresh.load(5, "--concurrency=1")
+    assert result["status"] == {"504": 5}, result
+    assert result["latency_ms"]["max"] < 400, result
