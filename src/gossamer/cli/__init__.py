@@ -14,6 +14,7 @@ from gossamer.cli.controller import controller_command
 from gossamer.cli.demo import demo_command
 from gossamer.cli.diagnostics import diagnostics_command
 from gossamer.cli.get import get_command
+from gossamer.cli.identity import identity_command
 from gossamer.cli.init import init_command
 from gossamer.cli.pods import exec_command, logs_command
 from gossamer.cli.proxy import proxy_command
@@ -35,6 +36,7 @@ main.add_command(viz_command)
 main.add_command(check_command)
 main.add_command(diagnostics_command)
 main.add_command(demo_command)
+main.add_command(identity_command)
 for _local_command in (
     up_command,
     down_command,

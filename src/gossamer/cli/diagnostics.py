@@ -55,13 +55,13 @@ def proxy_metrics_command(
         raise click.UsageError("proxy-metrics takes a pod or a workload (pod/NAME, deploy/NAME)")
     with cli_errors():
         mesh = open_local_mesh(state_dir)
-        pods = asyncio.run(_pods_of(mesh, ref.kind, namespace, ref.name))
+        pods = asyncio.run(pods_of(mesh, ref.kind, namespace, ref.name))
         for index, pod in enumerate(pods, start=1):
             click.echo(f"#\n# POD {pod.name} ({index} of {len(pods)})\n#")
             click.echo(_fetch(mesh, pod, timeout).decode("utf-8", "replace"), nl=False)
 
 
-async def _pods_of(mesh: LocalMesh, kind: StatKind, namespace: str, name: str) -> list[Resource]:
+async def pods_of(mesh: LocalMesh, kind: StatKind, namespace: str, name: str) -> list[Resource]:
     store = mesh.store()
     try:
         inventory = await load_inventory(store, namespace)

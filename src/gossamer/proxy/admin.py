@@ -34,8 +34,11 @@ class AdminState:
         ready: Callable[[], bool],
         shutdown: Callable[[], None],
         shutdown_enabled: bool,
+        identity: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         self.metrics = metrics
+        # The proxy's current certificate chain (PEM; public, never the key), if it has one.
+        self.identity = identity
         self.ready = ready
         self.shutdown = shutdown
         self.shutdown_enabled = shutdown_enabled
@@ -101,6 +104,12 @@ class AdminProtocol(asyncio.Protocol):
                 self._respond(200, b"ready\n")
             else:
                 self._respond(503, b"not ready\n")
+        elif path == b"/identity":
+            chain = state.identity()
+            if chain is None:
+                self._respond(404, b"this proxy has no certificate\n")
+            else:
+                self._respond(200, chain, content_type=b"application/x-pem-file")
         elif path == b"/live":
             self._respond(200, b"live\n")
         elif path == b"/shutdown":

@@ -80,6 +80,7 @@ class Proxy:
             ready=self._ready,
             shutdown=self.stop,
             shutdown_enabled=config.admin_shutdown_enabled,
+            identity=self._identity_chain,
         )
         self.admin = await start_admin(state, config.admin_listen.host, config.admin_listen.port)
         for direction, addr in (
@@ -94,6 +95,11 @@ class Proxy:
             "proxy ready: outbound %s, inbound %s, admin %s",
             config.outbound_listen, config.inbound_listen, config.admin_listen,
         )  # fmt: skip
+
+    def _identity_chain(self) -> bytes | None:
+        identity = self.runtime.identity
+        material = identity.material if identity is not None else None
+        return material.chain_pem if material is not None else None
 
     def _ready(self) -> bool:
         # Not ready until it holds a certificate: before that, meshed peers would be refused.
