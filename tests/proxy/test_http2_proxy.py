@@ -16,7 +16,7 @@ import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from gossamer.proxy.http2 import upstream_pool
+from gossamer.proxy.http2 import frames, upstream_pool
 from tests.proxy.h2_peer import H2Peer, H2Upstream, PeerStream, ProxyUnderTest, connect_peer, header
 
 
@@ -29,7 +29,15 @@ async def echo(peer: H2Peer, stream: PeerStream) -> None:
     await peer.send_data(stream.sid, body or b"empty")
 
 
-async def test_request_and_response_pass_through() -> None:
+async def test_request_and_response_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    resets: list[tuple[int, int]] = []
+    rst_stream = frames.rst_stream
+
+    def counted(sid: int, code: int) -> bytes:
+        resets.append((sid, code))
+        return rst_stream(sid, code)
+
+    monkeypatch.setattr(frames, "rst_stream", counted)
     upstream = await H2Upstream(echo).start()
     async with ProxyUnderTest(upstream.target) as proxy:
         client = await connect_peer(proxy.port)
@@ -45,6 +53,10 @@ async def test_request_and_response_pass_through() -> None:
         assert await get.read_body() == b"empty"
         await post.response()
         assert await post.read_body() == b"payload"
+        await asyncio.sleep(0.05)
+        # Completed streams close with END_STREAM both ways: no stray RST_STREAM either side.
+        assert resets == []
+        assert all(not p.states for p in proxy.protocols)
         await client.close()
     await upstream.close()
     assert not upstream.errors

@@ -94,6 +94,7 @@ _CACHE_ENTRIES = 512
 _CACHE_MAX_STRING = 128
 _decoded: dict[bytes, bytes] = {}
 _encoded: dict[bytes, bytes] = {}
+_unindexed: dict[Header, bytes] = {}  # whole fields of the _NOT_INDEXED kind
 
 _MAX_INT_SHIFT = 28  # integers above 2**28 + prefix are refused: nothing legitimate needs them
 
@@ -139,6 +140,7 @@ class Decoder:
         self._size = 0
 
     def decode(self, data: bytes) -> list[Header]:
+        # One flat loop: this runs for every header block of every stream.
         headers: list[Header] = []
         append = headers.append
         table = self._table
@@ -159,60 +161,82 @@ class Decoder:
                     header = table[index - 62]
                 else:
                     raise HPACKError(f"invalid index {index}")
-            elif byte & 0x40:  # literal, added to the table
-                index = byte & 0x3F
-                if index == 0x3F:
+                total += len(header[0]) + len(header[1]) + 32
+            else:
+                if byte & 0x40:  # literal, added to the table
+                    index, prefix, add, never = byte & 0x3F, 0x3F, True, False
+                elif byte & 0x20:  # dynamic table size update
+                    size = byte & 0x1F
+                    if size == 0x1F:
+                        size, pos = _read_int(data, pos, size)
+                    if size > DEFAULT_TABLE_SIZE:
+                        raise HPACKError(f"table size {size} over {DEFAULT_TABLE_SIZE}")
+                    self._capacity = size
+                    self._evict(size)
+                    continue
+                else:  # literal not added to the table; never indexed when 0x10 is set
+                    index, prefix, add, never = byte & 0x0F, 0x0F, False, bool(byte & 0x10)
+                if index == prefix:
                     index, pos = _read_int(data, pos, index)
-                header, pos = self._literal(data, pos, index, False)
-                self._add(header)
-            elif byte & 0x20:  # dynamic table size update
-                size = byte & 0x1F
-                if size == 0x1F:
-                    size, pos = _read_int(data, pos, size)
-                if size > DEFAULT_TABLE_SIZE:
-                    raise HPACKError(f"table size {size} over {DEFAULT_TABLE_SIZE}")
-                self._evict(size)
-                self._capacity = size
-                continue
-            else:  # literal not added to the table; never indexed when 0x10 is set
-                index = byte & 0x0F
-                if index == 0x0F:
-                    index, pos = _read_int(data, pos, index)
-                header, pos = self._literal(data, pos, index, bool(byte & 0x10))
-            total += len(header[0]) + len(header[1]) + 32
+                if not index:
+                    name, pos = _read_string(data, pos)
+                elif index <= STATIC_LEN:
+                    name = STATIC[index][0]
+                elif index - 62 < len(table):
+                    name = table[index - 62][0]
+                else:
+                    raise HPACKError(f"invalid name index {index}")
+                # The value string, inline.
+                if pos >= end:
+                    raise HPACKError("truncated string")
+                byte = data[pos]
+                length = byte & 0x7F
+                pos += 1
+                if length == 0x7F:
+                    length, pos = _read_int(data, pos, length)
+                stop = pos + length
+                if stop > end:
+                    raise HPACKError("truncated string")
+                value = data[pos:stop]
+                pos = stop
+                if byte & 0x80:
+                    value = _huffman_decode(value)
+                header = NeverIndexed(name, value) if never else (name, value)
+                size = len(name) + len(value) + 32
+                total += size
+                if add:
+                    if size > self._capacity:
+                        table.clear()  # RFC 7541 §4.4: an entry too large empties the table
+                        self._size = 0
+                    else:
+                        if self._size + size > self._capacity:
+                            self._evict(self._capacity - size)
+                        table.appendleft(header)
+                        self._size += size
             if total > limit:
                 raise OversizedHeaderList(f"header list over {limit} bytes")
             append(header)
         return headers
-
-    def _literal(self, data: bytes, pos: int, index: int, never: bool) -> tuple[Header, int]:
-        if index:
-            if index <= STATIC_LEN:
-                name = STATIC[index][0]
-            elif index - 62 < len(self._table):
-                name = self._table[index - 62][0]
-            else:
-                raise HPACKError(f"invalid name index {index}")
-        else:
-            name, pos = _read_string(data, pos)
-        value, pos = _read_string(data, pos)
-        return (NeverIndexed(name, value) if never else (name, value)), pos
-
-    def _add(self, header: Header) -> None:
-        size = len(header[0]) + len(header[1]) + 32
-        if size > self._capacity:
-            self._table.clear()  # RFC 7541 §4.4: an entry too large empties the table
-            self._size = 0
-            return
-        self._evict(self._capacity - size)
-        self._table.appendleft(header)
-        self._size += size
 
     def _evict(self, room: int) -> None:
         table = self._table
         while self._size > room:
             name, value = table.pop()
             self._size -= len(name) + len(value) + 32
+
+
+def _huffman_decode(raw: bytes) -> bytes:
+    decoded = _decoded.get(raw)
+    if decoded is None:
+        try:
+            decoded = huffman.decode(raw)
+        except huffman.HuffmanError as error:
+            raise HPACKError(str(error)) from None
+        if len(raw) <= _CACHE_MAX_STRING:
+            if len(_decoded) >= _CACHE_ENTRIES:
+                _decoded.clear()
+            _decoded[raw] = decoded
+    return decoded
 
 
 def _read_string(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -227,19 +251,7 @@ def _read_string(data: bytes, pos: int) -> tuple[bytes, int]:
     if end > len(data):
         raise HPACKError("truncated string")
     raw = data[pos:end]
-    if not byte & 0x80:
-        return raw, end
-    decoded = _decoded.get(raw)
-    if decoded is None:
-        try:
-            decoded = huffman.decode(raw)
-        except huffman.HuffmanError as error:
-            raise HPACKError(str(error)) from None
-        if length <= _CACHE_MAX_STRING:
-            if len(_decoded) >= _CACHE_ENTRIES:
-                _decoded.clear()
-            _decoded[raw] = decoded
-    return decoded, end
+    return (_huffman_decode(raw) if byte & 0x80 else raw), end
 
 
 def _string(value: bytes) -> bytes:
@@ -262,6 +274,26 @@ def _string(value: bytes) -> bytes:
             _encoded.clear()
         _encoded[value] = result
     return result
+
+
+def _unindexed_field(header: Header) -> bytes:
+    """A literal without indexing, naming the field by its static index or literally: the
+    same bytes on every connection, so kept in a bounded memo table."""
+    name, value = header
+    out = bytearray()
+    index = _STATIC_NAMES.get(name)
+    if index is None:
+        out.append(0)
+        out += _string(name)
+    else:
+        _write_int(out, index, 4, 0)
+    out += _string(value)
+    field = bytes(out)
+    if len(field) <= _CACHE_MAX_STRING:
+        if len(_unindexed) >= _CACHE_ENTRIES:
+            _unindexed.clear()
+        _unindexed[header] = field
+    return field
 
 
 class Encoder:
@@ -302,6 +334,7 @@ class Encoder:
                 _write_int(out, size, 5, 0x20)
             self._resized.clear()
         pairs = self._pairs
+        newest = 61 + self._inserted  # the dynamic index of sequence number s is newest - s
         for header in headers:
             if type(header) is NeverIndexed:
                 self._literal(out, header, 4, 0x10)
@@ -312,15 +345,27 @@ class Encoder:
                 continue
             seq = pairs.get(header)
             if seq is not None:
-                _write_int(out, 62 + self._inserted - 1 - seq, 7, 0x80)
+                index = newest - seq
+                if index < 0x7F:
+                    out.append(0x80 | index)
+                else:
+                    _write_int(out, index, 7, 0x80)
+                continue
+            field = _unindexed.get(header)
+            if field is not None:
+                out += field
                 continue
             name, value = header
+            if name in _NOT_INDEXED:
+                out += _unindexed_field(header)
+                continue
             size = len(name) + len(value) + 32
-            if name in _NOT_INDEXED or size > self._max_size // 2:
+            if size > self._max_size // 2:
                 self._literal(out, header, 4, 0)
             else:
                 self._literal(out, header, 6, 0x40)
                 self._add(header, size)
+                newest += 1
         return bytes(out)
 
     def _literal(self, out: bytearray, header: Header, prefix_bits: int, flags: int) -> None:
