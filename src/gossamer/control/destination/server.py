@@ -4,6 +4,13 @@ Store watches (Services, Pods) keep an `EndpointIndex` current. Each `Get` strea
 its path against the index, sends the first answer, then sleeps until a change may affect
 it and sends only the difference. Wake-ups are coalesced per stream (a flag, not a queue),
 so a slow reader costs memory for one pending answer, never a backlog.
+
+Streams are filed by what they follow: a Service (named, or by virtual IP), or an IP that
+is no Service's (a pod's, or nobody's yet). An event wakes only the streams it may concern:
+a Service event the Service's followers and those of its virtual IP; a pod event the
+followers of the Services it was or is an endpoint of and of its old and new IP. With the
+index's cached resolutions, a change costs one resolution per Service and one diff per woken
+stream. (A path that is not host:port follows nothing and is never woken.)
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import grpc
 
@@ -19,18 +26,30 @@ from gossamer.api.gen import destination_pb2 as pb
 from gossamer.api.gen import destination_pb2_grpc as pb_grpc
 from gossamer.control.destination.endpoints import Endpoint, EndpointIndex, Key, Resolution, diff
 from gossamer.control.store import Store, WatchEventType
-from gossamer.core.resources import Resource
+from gossamer.core.resources import Resource, ServiceSpec
 
 log = logging.getLogger("gossamer.control.destination")
 
 
+# What a stream follows: ("service", (namespace, name)), ("ip", address), or None.
+_Follow = tuple[str, Key | str] | None
+
+
 class _Stream:
-    __slots__ = ("path", "service", "wake")
+    __slots__ = ("follows", "path", "wake")
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.service: Key | None = None
+        self.follows: _Follow = None
         self.wake = asyncio.Event()
+
+
+def _follows(resolution: Resolution) -> _Follow:
+    if resolution.service is not None:
+        return ("service", resolution.service)
+    if resolution.address is not None:
+        return ("ip", resolution.address)
+    return None
 
 
 class DestinationServer(pb_grpc.DestinationServicer):
@@ -42,7 +61,7 @@ class DestinationServer(pb_grpc.DestinationServicer):
     ) -> None:
         self._store = store
         self.index = EndpointIndex(cluster_domain, trust_domain)
-        self._streams: set[_Stream] = set()
+        self._streams: dict[_Follow, set[_Stream]] = {}
         self._synced: dict[str, asyncio.Event] = {
             "Service": asyncio.Event(),
             "Pod": asyncio.Event(),
@@ -108,26 +127,42 @@ class DestinationServer(pb_grpc.DestinationServicer):
                 index.remove_service(key)
             else:
                 index.set_service(resource)
-            self._wake(lambda s: s.service == key or s.service is None)
+            vip = resource.spec_as(ServiceSpec).cluster_ip
+            self._wake([("service", key), ("ip", vip or "")])
             return
-        before = index.pod_labels(key)
+        old_ip = index.pod_ip(key)
         if type_ is WatchEventType.DELETED:
-            index.remove_pod(key)
+            touched = index.remove_pod(key)
         else:
-            index.set_pod(resource)
-        touched = set(index.services_selecting(key[0], resource.metadata.labels))
-        if before is not None:
-            touched.update(index.services_selecting(key[0], before))
-        self._wake(lambda s: s.service in touched or s.service is None)
+            touched = index.set_pod(resource)
+        new_ip = index.pod_ip(key)
+        services = [("service", service) for service in touched]
+        self._wake([*services, ("ip", old_ip or ""), ("ip", new_ip or "")])
 
-    def _wake(self, predicate: Callable[[_Stream], bool]) -> None:
-        for stream in self._streams:
-            if predicate(stream):
+    def _wake(self, follows: Iterable[_Follow]) -> None:
+        for follow in follows:
+            for stream in self._streams.get(follow, ()):
                 stream.wake.set()
 
     def _wake_all(self) -> None:
-        for stream in self._streams:
-            stream.wake.set()
+        for streams in self._streams.values():
+            for stream in streams:
+                stream.wake.set()
+
+    def _file(self, stream: _Stream, follows: _Follow) -> None:
+        """File the stream under what it follows now (its target may move: a VIP reused)."""
+        if follows == stream.follows and stream in self._streams.get(follows, ()):
+            return
+        self._unfile(stream)
+        stream.follows = follows
+        self._streams.setdefault(follows, set()).add(stream)
+
+    def _unfile(self, stream: _Stream) -> None:
+        filed = self._streams.get(stream.follows)
+        if filed is not None:
+            filed.discard(stream)
+            if not filed:
+                del self._streams[stream.follows]
 
     # -- the RPC -------------------------------------------------------------------------
     async def Get(  # the generated servicer names it
@@ -138,20 +173,19 @@ class DestinationServer(pb_grpc.DestinationServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "path is required (host:port)")
         await self.wait_synced()
         stream = _Stream(path)
-        self._streams.add(stream)
         try:
             known: Mapping[tuple[str, int], Endpoint] = {}
             exists: bool | None = None
             while True:
                 stream.wake.clear()
                 resolution = self.index.resolve(path)
-                stream.service = resolution.service
+                self._file(stream, _follows(resolution))
                 for update in translate(known, exists, resolution):
                     yield update
                 known, exists = resolution.endpoints, resolution.exists
                 await stream.wake.wait()
         finally:
-            self._streams.discard(stream)
+            self._unfile(stream)
 
 
 def translate(

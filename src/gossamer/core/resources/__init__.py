@@ -5,7 +5,10 @@ store and CLI, and (later) the Kubernetes backend, which parses API server objec
 
 - `Resource`, `ObjectMeta`: the generic, frozen value; `Resource.from_dict`/`to_dict`.
 - `KindInfo`, `KindRegistry`, `BUILTIN_KINDS`: which kinds exist and how each is parsed.
-- Kinds: `service` (Service, ServiceAccount), `pod` (Pod), `workload` (Workload).
+- Kinds: `service` (Service, ServiceAccount), `pod` (Pod), `workload` (Workload),
+  `httproute` and `grpcroute` (Gateway API routes, their shared parts in `routes`).
+- `traffic_annotations`: retries, timeouts, failure accrual and opaque ports from
+  annotations, validated with their kinds; `gateway_durations`: `10s`, `500ms`.
 - `load_documents`, `dump_documents`: multi-document YAML with located errors.
 - `selector_matches`, `parse_selector`: equality label selectors.
 - Errors: `ResourceError` and its kinds `FieldError`, `ValidationError`, `UnknownKindError`,
