@@ -6,6 +6,8 @@ change may affect it: its Service, a route naming that Service as a parent (befo
 the change), or, for a target that names no Service yet, any Service. It then computes the
 policy again and sends it whole, unless it came out the same. Wake-ups are coalesced per
 stream (a flag, not a queue), so a slow reader costs one pending answer, never a backlog.
+Policies are cached per Service (by port and client namespace) until a change touches that
+Service, so the many proxies watching one Service cost one translation per change.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
         self.index = PolicyIndex(cluster_domain)
         # Streams by the Service they follow; None: their target names no Service (yet).
         self._streams: dict[Key | None, set[_Stream]] = {}
+        self._policies: dict[Key, dict[tuple[int, str | None], pb.OutboundPolicy]] = {}
         self._synced = {kind: asyncio.Event() for kind in WATCHED_KINDS}
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
@@ -96,6 +99,7 @@ class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
         if type_ is WatchEventType.RESET:
             # The ADDED events up to SYNCED are the whole state; wake streams at SYNCED.
             index.clear_services() if kind == "Service" else index.clear_routes(kind)
+            self._policies.clear()
             return
         if type_ is WatchEventType.SYNCED:
             self._synced[kind].set()
@@ -119,6 +123,8 @@ class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
 
     def _wake(self, keys: Iterable[Key | None]) -> None:
         for key in keys:
+            if key is not None:
+                self._policies.pop(key, None)
             for stream in self._streams.get(key, ()):
                 stream.wake.set()
 
@@ -155,13 +161,16 @@ class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
         port = next((p for p in service.spec.ports if p.port == resolved.port), None)
         if port is None:
             return resolved.service, NOT_FOUND
-        policy = outbound_policy(
-            service,
-            port,
-            self.index.routes_for(resolved.service),
-            client_namespace=client_namespace,
-            cluster_domain=self.index.cluster_domain,
-        )
+        cached = self._policies.setdefault(resolved.service, {})
+        policy = cached.get((port.port, client_namespace))
+        if policy is None:
+            policy = cached[(port.port, client_namespace)] = outbound_policy(
+                service,
+                port,
+                self.index.routes_for(resolved.service),
+                client_namespace=client_namespace,
+                cluster_domain=self.index.cluster_domain,
+            )
         return resolved.service, policy
 
     async def Watch(  # the generated servicer names it
