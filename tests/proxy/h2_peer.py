@@ -31,7 +31,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from gossamer.proxy.config import ProxyConfig
-from gossamer.proxy.http2 import Http2ServerProtocol, upstream_pool
+from gossamer.proxy.http2 import Http2ServerProtocol, flow, upstream_pool
 from gossamer.proxy.metrics import INBOUND_PLAINTEXT, OUTBOUND_PLAINTEXT
 from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
 
@@ -425,6 +425,7 @@ class ProxyUnderTest:
             protocol.abort()
         upstream_pool(self.runtime).close_all()
         await asyncio.sleep(0.01)
+        assert not flow._NO_CHUNKS, "bytes were held in the shared empty buffer"
 
     def metrics(self) -> str:
         return self.runtime.metrics.render().decode()

@@ -163,3 +163,19 @@ def test_static_table() -> None:
     assert STATIC[1] == (b":authority", b"")
     assert STATIC[8] == (b":status", b"200")
     assert STATIC[61] == (b"www-authenticate", b"")
+
+
+def test_remembered_blocks_still_update_each_connections_table() -> None:
+    # nginx-style: literals added to the table, never referring to it.
+    block = ref.Encoder().encode([(b":status", b"200"), (b"server", b"nginx"), (b"x-a", b"1")])
+    first, second = Decoder(65536), Decoder(65536)
+    expected = [(b":status", b"200"), (b"server", b"nginx"), (b"x-a", b"1")]
+    assert first.decode(block) == expected
+    assert second.decode(block) == expected  # from the memo: same fields, same additions
+    for decoder in (first, second):
+        assert decoder.decode(bytes([0x80 | 62, 0x80 | 63])) == [
+            (b"x-a", b"1"),
+            (b"server", b"nginx"),
+        ]
+    with pytest.raises(OversizedHeaderList):
+        Decoder(50).decode(block)  # the limit is per decoder, memo or not

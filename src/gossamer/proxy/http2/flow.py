@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from gossamer.proxy.http2.stream import ProxiedStream
 
 
+# What a flow holds before it holds anything: shared, and never appended to (`hold` gives
+# the flow a deque of its own first). Most flows of small requests never need one.
+_NO_CHUNKS: deque[bytes] = deque()
+
+
 class Flow:
     __slots__ = (
         "buffered",
@@ -57,7 +62,7 @@ class Flow:
         # No sink yet (a request waiting for its upstream stream) means: hold the bytes.
         self.sink = sink
         self.sink_sid = sink_sid
-        self.chunks: deque[bytes] = deque()
+        self.chunks = _NO_CHUNKS  # a deque of its own once it holds anything (`hold`)
         self.buffered = 0
         self.sent = 0
         self.ended = False  # the source sent END_STREAM
@@ -75,13 +80,19 @@ class Flow:
         if padding and source is not None:
             source.ack_data(self.source_sid, padding)
         if data:
-            self.chunks.append(data)
-            self.buffered += len(data)
+            self.hold(data)
         if end and not self.ended:
             self.ended = True
         elif not data:
             return
         self.pump()
+
+    def hold(self, data: bytes) -> None:
+        chunks = self.chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self.chunks = deque()
+        chunks.append(data)
+        self.buffered += len(data)
 
     def end(self, trailers: list[Header] | None = None) -> None:
         if self.ended:
@@ -157,7 +168,7 @@ class Flow:
         if self.sink is not None:
             self.sink.blocked.pop(self, None)
         held = self.buffered
-        self.chunks.clear()
+        self.chunks = _NO_CHUNKS
         self.buffered = 0
         source = self.source
         if held and source is not None and source.alive:

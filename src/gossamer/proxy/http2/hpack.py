@@ -95,6 +95,10 @@ _CACHE_MAX_STRING = 128
 _decoded: dict[bytes, bytes] = {}
 _encoded: dict[bytes, bytes] = {}
 _unindexed: dict[Header, bytes] = {}  # whole fields of the _NOT_INDEXED kind
+_MEMO_BLOCKS = 256
+_MEMO_MAX_BLOCK = 512
+# Header blocks without dynamic references: (headers, entries added with sizes, list size).
+_blocks: dict[bytes, tuple[tuple[Header, ...], tuple[tuple[Header, int], ...], int]] = {}
 
 _MAX_INT_SHIFT = 28  # integers above 2**28 + prefix are refused: nothing legitimate needs them
 
@@ -140,6 +144,13 @@ class Decoder:
         self._size = 0
 
     def decode(self, data: bytes) -> list[Header]:
+        memo = _blocks.get(data)
+        if memo is not None:
+            if memo[2] > self.max_header_list_size:
+                raise OversizedHeaderList(f"header list over {self.max_header_list_size} bytes")
+            for entry, entry_size in memo[1]:
+                self._insert(entry, entry_size)
+            return list(memo[0])
         # One flat loop: this runs for every header block of every stream.
         headers: list[Header] = []
         append = headers.append
@@ -148,6 +159,10 @@ class Decoder:
         total = 0
         pos = 0
         end = len(data)
+        # A block that refers to no dynamic entry decodes the same on any connection: it is
+        # remembered with the entries it adds (servers such as nginx repeat theirs).
+        static = len(data) <= _MEMO_MAX_BLOCK
+        added: list[tuple[Header, int]] = []
         while pos < end:
             byte = data[pos]
             pos += 1
@@ -159,6 +174,7 @@ class Decoder:
                     header = STATIC[index]
                 elif index > STATIC_LEN and index - 62 < len(table):
                     header = table[index - 62]
+                    static = False
                 else:
                     raise HPACKError(f"invalid index {index}")
                 total += len(header[0]) + len(header[1]) + 32
@@ -173,6 +189,7 @@ class Decoder:
                         raise HPACKError(f"table size {size} over {DEFAULT_TABLE_SIZE}")
                     self._capacity = size
                     self._evict(size)
+                    static = False
                     continue
                 else:  # literal not added to the table; never indexed when 0x10 is set
                     index, prefix, add, never = byte & 0x0F, 0x0F, False, bool(byte & 0x10)
@@ -184,6 +201,7 @@ class Decoder:
                     name = STATIC[index][0]
                 elif index - 62 < len(table):
                     name = table[index - 62][0]
+                    static = False
                 else:
                     raise HPACKError(f"invalid name index {index}")
                 # The value string, inline.
@@ -205,18 +223,26 @@ class Decoder:
                 size = len(name) + len(value) + 32
                 total += size
                 if add:
-                    if size > self._capacity:
-                        table.clear()  # RFC 7541 §4.4: an entry too large empties the table
-                        self._size = 0
-                    else:
-                        if self._size + size > self._capacity:
-                            self._evict(self._capacity - size)
-                        table.appendleft(header)
-                        self._size += size
+                    self._insert(header, size)
+                    added.append((header, size))
             if total > limit:
                 raise OversizedHeaderList(f"header list over {limit} bytes")
             append(header)
+        if static:
+            if len(_blocks) >= _MEMO_BLOCKS:
+                _blocks.clear()
+            _blocks[data] = (tuple(headers), tuple(added), total)
         return headers
+
+    def _insert(self, header: Header, size: int) -> None:
+        if size > self._capacity:
+            self._table.clear()  # RFC 7541 §4.4: an entry too large empties the table
+            self._size = 0
+            return
+        if self._size + size > self._capacity:
+            self._evict(self._capacity - size)
+        self._table.appendleft(header)
+        self._size += size
 
     def _evict(self, room: int) -> None:
         table = self._table

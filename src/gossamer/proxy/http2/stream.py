@@ -221,8 +221,7 @@ class ProxiedStream:
         response = self.response
         if answer.body:
             response.source = None
-            response.chunks.append(answer.body)
-            response.buffered += len(answer.body)
+            response.hold(answer.body)
             response.end()
         else:
             response.ended = response.finished = True
