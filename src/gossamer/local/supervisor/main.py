@@ -160,10 +160,7 @@ class Supervisor:
                 node=self.state.node_name,
                 destination_addr=f"{gateway}:{DESTINATION_PORT}",
                 owner=self.owner,
-                # Not yet handed to the proxies: they answer 500 "no route matches" for a
-                # target the policy service does not know (a pod IP) instead of passing it
-                # through. Set `policy_addr=f"{gateway}:{POLICY_PORT}"` once they do.
-                policy_addr=None,
+                policy_addr=f"{gateway}:{POLICY_PORT}",
             )
             dns = ClusterDNS(domain)
             workloads = WorkloadController(store, network, dns, settings, preferred_ips)

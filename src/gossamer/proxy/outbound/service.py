@@ -124,12 +124,17 @@ class OutboundService:
         if policy is not None and policy.version != self._policy_version and policy.policy:
             self._policy_version = policy.version
             compiled = policy.policy
-            self.name = compiled.service or self.name
-            self.namespace = compiled.namespace
-            self._accrual = AccrualSettings.from_policy(compiled.failure_accrual)
-            self._routes = CompiledRoutes(compiled, self._rng)
-            for backend in self._backends.values():
-                backend.set_accrual(self._accrual)
+            if compiled.exists:
+                self.name = compiled.service or self.name
+                self.namespace = compiled.namespace
+                self._accrual = AccrualSettings.from_policy(compiled.failure_accrual)
+                self._routes = CompiledRoutes(compiled, self._rng)
+                for backend in self._backends.values():
+                    backend.set_accrual(self._accrual)
+            else:
+                # No policy for an address that is no service (a pod's IP, say): the
+                # implicit default route, to that address, serves it.
+                self._routes = None
         if self._routes is None:
             self._routes = CompiledRoutes(self._default_policy(), self._rng)
         return self._routes
