@@ -4,12 +4,20 @@
 seen the HTTP/2 preface, and proxies its streams onto shared upstream connections to
 `ctx.target`. Modules, from the edge inward:
 
-- `server`: the client-facing protocol (h2 server side), limits, drain.
+- `server`: the client-facing protocol (server side), limits, drain.
 - `stream`: one client stream joined to one upstream stream; resets, retries, errors.
 - `flow`: one direction of a stream; end-to-end flow control with bounded buffering.
-- `pool`, `upstream`: upstream connections shared per target (h2 client side).
+- `pool`, `upstream`: upstream connections shared per target (client side).
 - `headers`: pure header validation, hop-by-hop removal, synthesized error responses.
-- `endpoint`: what both sides share (h2 connection with graceful GOAWAY, batched flush).
+- `endpoint`: what both sides share (the connection core on a transport, batched flush).
+
+Beneath them, the protocol itself, pure and without I/O (the proxy does not use the `h2`
+library: a proxy needs a small part of it, and its per-frame objects and closed-stream
+history cost most of the CPU and memory):
+
+- `connection`: frames in, hook calls out, frames queued; stream states, flow control.
+- `frames`: wire constants and frame serialization.
+- `hpack`, `huffman`: header compression (RFC 7541).
 
 This package uses the proxy's runtime, metrics and errors; nothing outside it imports its
 internals.

@@ -32,7 +32,6 @@ _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 # values hold no NUL/CR/LF and do not start or end with whitespace.
 _valid_name = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+").fullmatch
 _valid_value = re.compile(rb"(?:[^\x00\r\n\t ](?:[^\x00\r\n]*[^\x00\r\n\t ])?)?").fullmatch
-_STATUS_CODES = {str(code).encode(): code for code in range(100, 600)}
 
 # Fields already validated and needing nothing but copying, per kind of block: most blocks
 # repeat the previous ones, so the regular expressions run once per distinct field. Bounded
@@ -160,10 +159,16 @@ def sanitize_response(headers: Sequence[Header]) -> ResponseHead:
             continue
         name, value = header[0], header[1]
         if name[:1] == b":":
-            code = _STATUS_CODES.get(value)
-            if name != b":status" or status != -1 or out or code is None:
+            if (
+                name != b":status"
+                or status != -1
+                or out
+                or len(value) != 3
+                or not value.isdigit()
+                or not 0x31 <= value[0] <= 0x35  # 1xx to 5xx
+            ):
                 raise MalformedHeaders(f"unexpected pseudo-header {name!r}")
-            status = code
+            status = int(value)
             out.append(header)
             continue
         if name in HOP_BY_HOP:

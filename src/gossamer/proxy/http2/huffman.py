@@ -3,11 +3,13 @@
 The code is canonical, so the 257 code lengths below define it: codes of one length are
 consecutive, in symbol order, each length's first code following the previous length's last.
 Decoding walks the code tree a nibble at a time through a 256-state table built at import
-(4096 small entries); a string may end only where the leftover bits are a prefix of EOS
+(4096 small ints); a string may end only where the leftover bits are a prefix of EOS
 (all ones, at most seven of them), and EOS itself never appears in a valid string.
 """
 
 from __future__ import annotations
+
+from array import array
 
 EOS = 256
 
@@ -52,13 +54,13 @@ def _canonical_codes() -> list[int]:
 
 CODES = _canonical_codes()
 
-# Decoding table entries, indexed by state * 16 + nibble: (next state * 16, symbol), where
-# the symbol is -1 when the nibble completes none and -2 when it completes EOS.
-_NONE = -1
-_FAIL = -2
+# Decoding table entries, indexed by state * 16 + nibble: next state * 16 in the low 12
+# bits, above them 0 when the nibble completes no symbol, 1 when it completes EOS (an
+# error), else the symbol + 2. An array of 4096 small ints (16 KiB), not of tuples (350).
+_FAIL = 1
 
 
-def _decode_tables() -> tuple[list[tuple[int, int]], bytes]:
+def _decode_tables() -> tuple[array[int], bytes]:
     # The code tree: internal nodes get state numbers 0..255 (0 is the root); children are
     # ("node", state) or ("leaf", symbol).
     children: list[list[tuple[str, int] | None]] = [[None, None]]
@@ -83,23 +85,22 @@ def _decode_tables() -> tuple[list[tuple[int, int]], bytes]:
         if child is None or child[0] != "node":
             break
         node, depth = child[1], depth + 1
-    shared: dict[tuple[int, int], tuple[int, int]] = {}
-    table = []
+    table = array("i")
     for state in range(len(children)):
         for nibble in range(16):
-            node, symbol = state, _NONE
+            node, emitted = state, 0
             for shift in (3, 2, 1, 0):
                 child = children[node][(nibble >> shift) & 1]
                 assert child is not None
                 if child[0] == "leaf":
-                    symbol = _FAIL if child[1] == EOS else child[1]
                     node = 0
-                    if symbol == _FAIL:
+                    if child[1] == EOS:
+                        emitted = _FAIL
                         break
+                    emitted = child[1] + 2
                 else:
                     node = child[1]
-            entry = (node * 16, symbol)
-            table.append(shared.setdefault(entry, entry))
+            table.append(node * 16 | emitted << 12)
     return table, bytes(accepting)
 
 
@@ -112,16 +113,17 @@ def decode(data: bytes) -> bytes:
     append = out.append
     base = 0
     for byte in data:
-        base, symbol = table[base | (byte >> 4)]
-        if symbol >= 0:
-            append(symbol)
-        elif symbol == _FAIL:
-            raise HuffmanError("EOS in a Huffman string")
-        base, symbol = table[base | (byte & 0xF)]
-        if symbol >= 0:
-            append(symbol)
-        elif symbol == _FAIL:
-            raise HuffmanError("EOS in a Huffman string")
+        entry = table[base | (byte >> 4)]
+        if entry >= 0x1000:
+            if entry >> 12 == _FAIL:
+                raise HuffmanError("EOS in a Huffman string")
+            append((entry >> 12) - 2)
+        entry = table[(entry & 0xFF0) | (byte & 0xF)]
+        if entry >= 0x1000:
+            if entry >> 12 == _FAIL:
+                raise HuffmanError("EOS in a Huffman string")
+            append((entry >> 12) - 2)
+        base = entry & 0xFF0
     if not _ACCEPTING[base]:
         raise HuffmanError("invalid Huffman padding")
     return bytes(out)
