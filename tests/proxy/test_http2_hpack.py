@@ -179,3 +179,17 @@ def test_remembered_blocks_still_update_each_connections_table() -> None:
         ]
     with pytest.raises(OversizedHeaderList):
         Decoder(50).decode(block)  # the limit is per decoder, memo or not
+
+
+def test_memo_tables_stay_bounded() -> None:
+    from gossamer.proxy.http2 import hpack
+
+    decoder, encoder = Decoder(65536), Encoder()
+    for i in range(3000):
+        value = b"%08d" % i
+        decoder.decode(ref.Encoder().encode([(b"x-n", value), (b"content-length", value)]))
+        encoder.encode([(b"content-length", value), (b"x-n", value)])
+    assert len(hpack._blocks) <= hpack._MEMO_BLOCKS
+    assert len(hpack._decoded) <= hpack._CACHE_ENTRIES
+    assert len(hpack._encoded) <= hpack._CACHE_ENTRIES
+    assert len(hpack._unindexed) <= hpack._CACHE_ENTRIES

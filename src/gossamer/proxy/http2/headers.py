@@ -35,9 +35,9 @@ _valid_value = re.compile(rb"(?:[^\x00\r\n\t ](?:[^\x00\r\n]*[^\x00\r\n\t ])?)?"
 
 # Fields already validated and needing nothing but copying, per kind of block: most blocks
 # repeat the previous ones, so the regular expressions run once per distinct field. Bounded
-# (cleared when full) and limited to short fields.
-_MEMO_ENTRIES = 1024
-_MEMO_MAX_FIELD = 256
+# (cleared when full) and limited to short fields: about 0.5 MiB at most, all three.
+_MEMO_ENTRIES = 512
+_MEMO_MAX_FIELD = 192
 _ordinary_request: set[Header] = set()
 _ordinary_response: set[Header] = set()
 _valid_pseudo_values: set[bytes] = set()

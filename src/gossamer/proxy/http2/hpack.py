@@ -89,14 +89,16 @@ _NOT_INDEXED = frozenset(
     }
 )
 
-# Bounded memo tables for short strings (see the module docstring): cleared when full.
+# Bounded memo tables (see the module docstring), shared by all connections and cleared
+# when full: under 1 MiB together even when every entry is as large as allowed.
 _CACHE_ENTRIES = 512
 _CACHE_MAX_STRING = 128
 _decoded: dict[bytes, bytes] = {}
 _encoded: dict[bytes, bytes] = {}
 _unindexed: dict[Header, bytes] = {}  # whole fields of the _NOT_INDEXED kind
-_MEMO_BLOCKS = 256
-_MEMO_MAX_BLOCK = 512
+_MEMO_BLOCKS = 128
+_MEMO_MAX_BLOCK = 256
+_MEMO_MAX_FIELDS = 16
 # Header blocks without dynamic references: (headers, entries added with sizes, list size).
 _blocks: dict[bytes, tuple[tuple[Header, ...], tuple[tuple[Header, int], ...], int]] = {}
 
@@ -228,7 +230,7 @@ class Decoder:
             if total > limit:
                 raise OversizedHeaderList(f"header list over {limit} bytes")
             append(header)
-        if static:
+        if static and len(headers) <= _MEMO_MAX_FIELDS:
             if len(_blocks) >= _MEMO_BLOCKS:
                 _blocks.clear()
             _blocks[data] = (tuple(headers), tuple(added), total)
