@@ -3,9 +3,11 @@ with a cross and a hint, and the exit status is 1; what works gets a check mark.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,16 @@ from click.testing import CliRunner
 
 from gossamer.cli import main
 from gossamer.cli.check import FAIL, OK, WARN
+from gossamer.control.identity import (
+    ensure_trust,
+    generate_issuer,
+    generate_trust_anchor,
+    write_private,
+    write_public,
+)
 from gossamer.local.launcher import supervisor_marker
 from gossamer.local.ownership import OWNER_ENV
-from gossamer.local.state import StateDir, SupervisorStatus
+from gossamer.local.state import RuntimeInfo, StateDir, SupervisorStatus
 from tests.viz.mesh import demo_resources, fake_pods, pod, workload
 from tests.viz.state_dir import write_state_dir
 from tests.viz.support import PrometheusProcess, free_port, running_prometheus
@@ -35,6 +44,31 @@ def check(*args: str) -> tuple[int, list[str]]:
 def marks(lines: list[str]) -> dict[str, str]:
     """{check description: OK, FAIL or WARN}."""
     return {line[2:]: line[0] for line in lines if line[:1] in (OK, FAIL, WARN) and line[1] == " "}
+
+
+def with_trust(state: StateDir, *, lifetime: timedelta | None = None) -> StateDir:
+    """Trust files in the state directory, named by runtime.json as `gossamer up` does."""
+    if lifetime is None:
+        paths = ensure_trust(state.identity_dir)
+        files = (paths.trust_anchors, paths.issuer_certificate, paths.issuer_key)
+    else:
+        anchor = generate_trust_anchor(lifetime=lifetime)
+        issuer = generate_issuer(*anchor, lifetime=lifetime)
+        state.identity_dir.mkdir(parents=True, exist_ok=True)
+        files = tuple(state.identity_dir / name for name in ("anchors.pem", "i.crt", "i.key"))
+        write_public(files[0], anchor.certificate_pem())
+        write_public(files[1], issuer.certificate_pem())
+        write_private(files[2], issuer.key_pem())
+    runtime = RuntimeInfo.load(state)
+    assert runtime is not None
+    dataclasses.replace(
+        runtime,
+        identity_addr="10.1.0.1:8080",
+        trust_anchors_file=str(files[0]),
+        issuer_certificate_file=str(files[1]),
+        issuer_key_file=str(files[2]),
+    ).save(state)
+    return state
 
 
 def test_no_state_directory_stops_at_the_first_check(tmp_path: Path) -> None:
@@ -69,6 +103,10 @@ def test_partial_mesh(prometheus: PrometheusProcess, tmp_path: Path) -> None:
         "the supervisor is running": FAIL,
         "the supervisor reports ready": FAIL,
         "the destination service accepts connections": FAIL,
+        "the trust anchors and the issuer are valid": FAIL,
+        "the trust anchors and the issuer are valid for at least 60 days": WARN,
+        "the identity service answers": FAIL,
+        "every meshed pod's proxy holds a valid certificate": FAIL,
         "Prometheus is ready": OK,
         "Prometheus scrapes every meshed pod's proxy": OK,
         "every pod is running": FAIL,
@@ -76,6 +114,7 @@ def test_partial_mesh(prometheus: PrometheusProcess, tmp_path: Path) -> None:
     }
     text = "\n".join(lines)
     assert "the supervisor (pid 0) is not running" in text
+    assert "runtime.json names no trust files" in text
 
     assert "demo/web-old is Failed" in text
     for heading in ("gossamer-control-plane", "gossamer-prometheus", "gossamer-data-plane"):
@@ -107,13 +146,14 @@ def test_healthy_parts_pass(
 ) -> None:
     """A supervisor that reports ready; every pod running, every proxy scraped."""
     resources = [r for r in demo_resources() if r.name != "web-old"]
-    write_state_dir(
+    state = write_state_dir(
         tmp_path,
         prometheus_url=prometheus.url,
         resources=resources,
         supervisor_pid=fake_supervisor,
         supervisor=SupervisorStatus(pid=fake_supervisor, state="ready"),
     )
+    with_trust(state)
     code, lines = check("--state-dir", str(tmp_path), "-v")
     found = marks(lines)
     failing = {k for k, v in found.items() if v != OK}
@@ -121,9 +161,34 @@ def test_healthy_parts_pass(
     assert failing == {
         "the node network namespace exists",
         "the destination service accepts connections",
+        "the identity service answers",
+        "every meshed pod's proxy holds a valid certificate",
     }
     assert code == 1
     assert f"{OK} every meshed pod's proxy is ready (4 meshed pod(s))" in lines
+    assert any(
+        line.startswith(f"{OK} the trust anchors and the issuer are valid (") for line in lines
+    )
+
+
+def test_trust_near_its_end_warns_and_broken_trust_fails(tmp_path: Path) -> None:
+    state = with_trust(write_state_dir(tmp_path), lifetime=timedelta(days=20))
+    _, lines = check("--state-dir", str(tmp_path))
+    found = marks(lines)
+    assert found["the trust anchors and the issuer are valid"] == OK
+    assert found["the trust anchors and the issuer are valid for at least 60 days"] == WARN
+    assert any("the issuer expires" in line for line in lines)
+    runtime = RuntimeInfo.load(state)
+    assert runtime is not None
+    # An issuer key that is not the issuer's.
+    Path(runtime.issuer_key_file).write_bytes(generate_trust_anchor().key_pem())
+    _, lines = check("--state-dir", str(tmp_path))
+    assert marks(lines)["the trust anchors and the issuer are valid"] == FAIL
+    assert (
+        "    "
+        + f"{runtime.issuer_certificate_file}: the issuer key does not match the issuer certificate"
+        in lines
+    )
 
 
 def test_unscraped_and_unready_pods(prometheus: PrometheusProcess, tmp_path: Path) -> None:

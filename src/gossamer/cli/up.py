@@ -7,8 +7,21 @@ from pathlib import Path
 import click
 
 from gossamer.cli.local_common import reports_errors, state_dir_option, state_of
+from gossamer.core.durations import parse_duration
+from gossamer.local.identity import TrustFiles, check_cert_lifetime
 from gossamer.local.launcher import UpOptions, down, up
 from gossamer.local.state import StateDir
+
+_trust_file = click.Path(dir_okay=False, path_type=Path)
+
+
+def _cert_lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_cert_lifetime(parse_duration(value))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @click.command("up")
@@ -28,6 +41,30 @@ from gossamer.local.state import StateDir
     show_default=True,
     help="Seconds to wait for the control plane.",
 )
+@click.option(
+    "--identity-trust-anchors-file",
+    type=_trust_file,
+    default=None,
+    help="Your own trust anchors (PEM) [default: a new anchor in STATE/identity/].",
+)
+@click.option(
+    "--identity-issuer-certificate-file",
+    type=_trust_file,
+    default=None,
+    help="Your own issuer certificate (PEM), signed by one of the anchors.",
+)
+@click.option(
+    "--identity-issuer-key-file",
+    type=_trust_file,
+    default=None,
+    help="The issuer's private key (PEM, unencrypted, EC P-256 or P-384).",
+)
+@click.option(
+    "--identity-cert-lifetime",
+    default=None,
+    callback=_cert_lifetime,
+    help="Lifetime of the proxies' certificates, renewed at 70% [default: 24h].",
+)
 @reports_errors
 def up_command(
     state_dir: Path | None,
@@ -35,8 +72,16 @@ def up_command(
     subnet: str | None,
     service_cidr: str | None,
     timeout: float,
+    identity_trust_anchors_file: Path | None,
+    identity_issuer_certificate_file: Path | None,
+    identity_issuer_key_file: Path | None,
+    identity_cert_lifetime: float | None,
 ) -> None:
     """Start a local mesh: node namespace, control plane, Prometheus; state in SQLite.
+
+    Every meshed pod's proxy gets a certificate for its service account from the mesh's
+    identity service, and meshed pods talk mutual TLS. The trust anchor and issuer are made
+    once in the state directory, unless you give your own (all three --identity-*-file).
 
     Idempotent: with the mesh already up it only says where things are; after a crash it
     brings back what the store says should run.
@@ -49,6 +94,12 @@ def up_command(
             subnet=subnet,
             service_cidr=service_cidr,
             timeout=timeout,
+            trust=TrustFiles(
+                identity_trust_anchors_file,
+                identity_issuer_certificate_file,
+                identity_issuer_key_file,
+            ),
+            cert_lifetime=identity_cert_lifetime,
         )
     )
     runtime, status = result.runtime, result.status
@@ -61,6 +112,11 @@ def up_command(
     )
     click.echo(f"  destination:  {runtime.destination_addr} (gRPC, inside the node)")
     click.echo(f"  policy:       {runtime.policy_addr} (gRPC, inside the node)")
+    click.echo(
+        f"  identity:     {runtime.identity_addr} (gRPC, inside the node; certificates for "
+        f"{_hours(runtime.identity_cert_lifetime)})"
+    )
+    click.echo(f"  trust:        {runtime.trust_anchors_file}")
     ready = "" if status.prometheus_ready else "  (starting; see prometheus/prometheus.log)"
     click.echo(f"  prometheus:   {runtime.prometheus_url}{ready}")
     if status.message:
@@ -75,12 +131,23 @@ def up_command(
     click.echo(f"  gossamer down{flag}")
 
 
+def _hours(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{seconds:g}s"
+
+
 @click.command("down")
 @state_dir_option
-@click.option("--purge", is_flag=True, help="Also delete the state directory (the store too).")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the state directory: the store, and the trust made there.",
+)
 @reports_errors
 def down_command(state_dir: Path | None, purge: bool) -> None:
-    """Stop the local mesh: every process, namespace, rule and /etc/netns entry it made.
+    """Stop the local mesh: every process, namespace, rule, /etc/netns entry and join token
+    it made.
 
     Workloads and Services stay in the store (`gossamer up` runs them again) unless --purge.
     """

@@ -1,72 +1,36 @@
-"""Local mode's checks: the state directory, the control plane, Prometheus, the data plane.
+"""Local mode's checks: the state directory, the control plane, identity, Prometheus, the
+data plane.
 
 Each check reads afresh (files, store, Prometheus) so a retry sees the current state. What
 `gossamer up` wrote is the source of truth: `runtime.json` (node namespace, Prometheus URL,
-supervisor pid, destination address) and `supervisor.json` (the supervisor's own report).
+supervisor pid, service addresses, trust files) and `supervisor.json` (the supervisor's
+own report). The identity checks are in `identity`; what checks read is in `context`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
 
-from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import PodPhase, Resource
+from gossamer.healthcheck.context import (
+    UP_HINT,
+    LocalCheckContext,
+    connect_in_netns,
+    pod_names,
+    split_address,
+)
 from gossamer.healthcheck.framework import Category, Check, CheckFailure
+from gossamer.healthcheck.identity import IDENTITY_CHECKS
 from gossamer.local.launcher import supervisor_marker
-from gossamer.local.nssocket import NETNS_DIR, socket_in_netns
+from gossamer.local.nssocket import NETNS_DIR
 from gossamer.local.ownership import is_ours, process_alive
 from gossamer.local.prometheus_config import PROXY_JOB
-from gossamer.local.state import RuntimeInfo, StateDir, SupervisorState, SupervisorStatus
+from gossamer.local.state import SupervisorState
 from gossamer.viz.inventory import is_meshed, pod_status
-from gossamer.viz.prometheus import PrometheusClient, PrometheusError
+from gossamer.viz.prometheus import PrometheusError
 
-UP_HINT = "run `gossamer up` (as root) to start the local mesh"
-CONNECT_TIMEOUT_S = 2.0
-
-
-@dataclass
-class LocalCheckContext:
-    """What the local checks read; the store is opened once and closed by `close`."""
-
-    state: StateDir
-    prometheus_url: str | None = None  # overrides runtime.json's
-    _store: SQLiteStore | None = field(default=None, repr=False)
-
-    def runtime(self) -> RuntimeInfo:
-        runtime = RuntimeInfo.load(self.state)
-        if runtime is None:
-            raise CheckFailure(f"{self.state.runtime_file} does not exist", UP_HINT)
-        return runtime
-
-    def supervisor(self) -> SupervisorStatus | None:
-        return SupervisorStatus.load(self.state)
-
-    def store(self) -> SQLiteStore:
-        if self._store is None:
-            if not self.state.store_db.is_file():
-                raise CheckFailure(f"{self.state.store_db} does not exist", UP_HINT)
-            self._store = SQLiteStore(self.state.store_db)
-        return self._store
-
-    def prometheus(self) -> PrometheusClient:
-        return PrometheusClient(self.prometheus_url or self.runtime().prometheus_url)
-
-    async def pods(self) -> list[Resource]:
-        return list(await self.store().list("Pod"))
-
-    async def close(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
-
-
-def _names(pods: list[Resource], limit: int = 5) -> str:
-    names = [f"{pod.namespace}/{pod.name}" for pod in pods]
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
+__all__ = ["LOCAL_CHECKS", "LocalCheckContext"]
 
 # -- gossamer-local --------------------------------------------------------------------------
 
@@ -118,29 +82,9 @@ async def supervisor_ready(ctx: LocalCheckContext) -> str | None:
 
 async def destination_accepts(ctx: LocalCheckContext) -> str | None:
     runtime = ctx.runtime()
-    host, _, port = runtime.destination_addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise CheckFailure(
-            f"runtime.json has no destination address ({runtime.destination_addr!r})"
-        )
-    await _connect_in_netns(runtime.node_netns, host.strip("[]"), int(port))
+    host, port = split_address(runtime.destination_addr, "destination")
+    await connect_in_netns(runtime.node_netns, host, port)
     return runtime.destination_addr
-
-
-async def _connect_in_netns(netns: str, host: str, port: int) -> None:
-    try:
-        sock = await asyncio.to_thread(socket_in_netns, netns)
-    except OSError as error:
-        raise CheckFailure(f"cannot enter network namespace {netns}: {error}") from None
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, (host, port)), CONNECT_TIMEOUT_S)
-    except TimeoutError:
-        raise CheckFailure(f"{host}:{port}: no answer within {CONNECT_TIMEOUT_S:g}s") from None
-    except OSError as error:
-        raise CheckFailure(f"{host}:{port}: {error.strerror or error}") from None
-    finally:
-        sock.close()
 
 
 # -- gossamer-prometheus ---------------------------------------------------------------------
@@ -174,12 +118,12 @@ async def prometheus_scrapes_proxies(ctx: LocalCheckContext) -> str | None:
     down = [pod for pod in meshed if up.get((pod.namespace, pod.name)) == 0]
     if missing:
         raise CheckFailure(
-            f"not scraped yet: {_names(missing)}",
+            f"not scraped yet: {pod_names(missing)}",
             "Prometheus picks up new pods within a few seconds; try `gossamer check --wait 30s`",
         )
     if down:
         raise CheckFailure(
-            f"scrapes fail (up == 0): {_names(down)}",
+            f"scrapes fail (up == 0): {pod_names(down)}",
             "see the targets' errors at <prometheus>/targets and the pods' proxy.log",
         )
     return f"{len(meshed)} proxies"
@@ -209,7 +153,7 @@ async def proxies_ready(ctx: LocalCheckContext) -> str | None:
     ]
     unready = [pod for pod in pods if not _proxy_ready(pod)]
     if unready:
-        raise CheckFailure(f"proxy not ready: {_names(unready)}")
+        raise CheckFailure(f"proxy not ready: {pod_names(unready)}")
     return f"{len(pods)} meshed pod(s)"
 
 
@@ -252,6 +196,7 @@ LOCAL_CHECKS: tuple[Category[LocalCheckContext], ...] = (
             ),
         ),
     ),
+    IDENTITY_CHECKS,
     Category(
         "gossamer-prometheus",
         (

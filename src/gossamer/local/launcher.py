@@ -1,16 +1,19 @@
 """`gossamer up` and `gossamer down` on the host side: the node, the supervisor, teardown.
 
 `up` is idempotent. With a live supervisor for the state directory it only reports where
-things are. Otherwise it checks the host (`preflight`), creates or adopts the node
-namespace, binds the host-facing ports here in the host namespace, and starts the
-supervisor detached inside the node namespace with those sockets inherited; then it waits
-(bounded) until `supervisor.json` says `ready`. A supervisor that crashed is simply started
-again: it clears what its predecessor left and brings back what the store says should run.
+things are. Otherwise it checks the host (`preflight`) and the mesh's trust (the user's
+files, or the state directory's own, made once: `gossamer.local.identity`), creates or
+adopts the node namespace, binds the host-facing ports here in the host namespace, and
+starts the supervisor detached inside the node namespace with those sockets inherited; then
+it waits (bounded) until `supervisor.json` says `ready`. A supervisor that crashed is simply
+started again: it clears what its predecessor left and brings back what the store says
+should run, with the trust and the subnets it ran with.
 
 `down` asks the supervisor to stop (SIGTERM, by its recorded and verified PID), then
 removes whatever is left regardless of how the supervisor ended: marked processes, pod
-namespaces, the node namespace, `/etc/netns` entries, `Pod` objects and the runtime files;
-`--purge` removes the state directory too.
+namespaces, the node namespace, `/etc/netns` entries, the proxies' join tokens, `Pod`
+objects and the runtime files; `--purge` removes the state directory too, with the trust
+made there (never the user's own trust files).
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from gossamer.control.identity import TrustPaths
 from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import Resource
 from gossamer.local import preflight
 from gossamer.local.addresses import DEFAULT_SUBNET
 from gossamer.local.errors import LocalModeError, MeshNotRunning, SupervisorFailed
 from gossamer.local.hosts import DEFAULT_CLUSTER_DOMAIN
+from gossamer.local.identity import (
+    DEFAULT_CERT_LIFETIME,
+    IDENTITY_PORT,
+    TrustFiles,
+    prepare_trust,
+    remove_run_dir,
+)
 from gossamer.local.netns import Node
 from gossamer.local.ownership import (
     OWNER_ENV,
@@ -52,6 +63,7 @@ from gossamer.local.vips import DEFAULT_SERVICE_CIDR
 
 DEFAULT_PROMETHEUS_PORT = 9090
 UP_TIMEOUT = 60.0
+TRUST_FILES = ("trust anchors", "issuer certificate", "issuer key")
 SUPERVISOR_STOP_TIMEOUT = 45.0
 
 
@@ -63,6 +75,8 @@ class UpOptions:
     service_cidr: str | None = None
     timeout: float = UP_TIMEOUT
     prometheus: str = "prometheus"
+    trust: TrustFiles = field(default_factory=TrustFiles)
+    cert_lifetime: float | None = None  # seconds; None: 24h, or what the mesh ran with
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +117,14 @@ def up(options: UpOptions) -> UpResult:
                     f"`gossamer down --state-dir {state.root}` first"
                 )
     if previous is not None and is_ours(previous.supervisor_pid, supervisor_marker(state)):
+        _check_same_identity(state, options, previous)
         status = _wait_ready(state, previous.supervisor_pid, None, options.timeout)
         return UpResult(previous, status, already_running=True)
+    trust_files = options.trust if options.trust.given else _user_trust_of(state, previous)
+    trust = prepare_trust(state, trust_files, DEFAULT_CLUSTER_DOMAIN)
+    cert_lifetime = options.cert_lifetime or (
+        (previous and previous.identity_cert_lifetime) or DEFAULT_CERT_LIFETIME
+    )
     subnet = options.subnet or (previous.subnet if previous else DEFAULT_SUBNET)
     service_cidr = options.service_cidr or (
         previous.service_cidr if previous else DEFAULT_SERVICE_CIDR
@@ -119,7 +139,9 @@ def up(options: UpOptions) -> UpResult:
         node = Node.open_or_create(state.node_name, subnet=subnet, state_dir=state.pods_dir)
         bound_port = listener.getsockname()[1]
         state.supervisor_file.unlink(missing_ok=True)
-        process = _start_supervisor(state, subnet, service_cidr, options.prometheus, listener)
+        process = _start_supervisor(
+            state, subnet, service_cidr, options.prometheus, listener, trust, cert_lifetime
+        )
     runtime = RuntimeInfo(
         node_netns=node.name,
         subnet=str(node.subnet),
@@ -131,6 +153,11 @@ def up(options: UpOptions) -> UpResult:
         host_ports={"prometheus": bound_port},
         destination_addr=f"{node.gateway}:{DESTINATION_PORT}",
         policy_addr=f"{node.gateway}:{POLICY_PORT}",
+        identity_addr=f"{node.gateway}:{IDENTITY_PORT}",
+        trust_anchors_file=str(trust.trust_anchors),
+        issuer_certificate_file=str(trust.issuer_certificate),
+        issuer_key_file=str(trust.issuer_key),
+        identity_cert_lifetime=cert_lifetime,
     )
     runtime.save(state)
     try:
@@ -141,6 +168,43 @@ def up(options: UpOptions) -> UpResult:
             process.wait(timeout=5)
         raise
     return UpResult(runtime, status, already_running=False)
+
+
+def _user_trust_of(state: StateDir, previous: RuntimeInfo | None) -> TrustFiles:
+    """The user's trust files a crashed mesh ran with: it comes back with them."""
+    if previous is None or not previous.trust_anchors_file:
+        return TrustFiles()
+    anchors = Path(previous.trust_anchors_file)
+    if anchors.parent == state.identity_dir:
+        return TrustFiles()
+    return TrustFiles(
+        anchors, Path(previous.issuer_certificate_file), Path(previous.issuer_key_file)
+    )
+
+
+def _check_same_identity(state: StateDir, options: UpOptions, running: RuntimeInfo) -> None:
+    """A running mesh keeps its trust and certificate lifetime: asking for others is an
+    error, not something silently ignored."""
+    wanted = options.trust
+    if wanted.given:
+        paths = (wanted.trust_anchors, wanted.issuer_certificate, wanted.issuer_key)
+        current = (
+            running.trust_anchors_file,
+            running.issuer_certificate_file,
+            running.issuer_key_file,
+        )
+        for what, path, used in zip(TRUST_FILES, paths, current, strict=True):
+            if path is None or str(path.absolute()) != used:
+                raise LocalModeError(
+                    f"this mesh runs with the {what} {used or '(none)'}, not {path}; to "
+                    f"change its trust, `gossamer down --state-dir {state.root}` first"
+                )
+    lifetime = options.cert_lifetime
+    if lifetime is not None and lifetime != running.identity_cert_lifetime:
+        raise LocalModeError(
+            f"this mesh issues certificates for {running.identity_cert_lifetime:g}s; to "
+            f"change it, `gossamer down --state-dir {state.root}` first"
+        )
 
 
 async def _create_store(state: StateDir) -> None:
@@ -164,7 +228,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _start_supervisor(
-    state: StateDir, subnet: str, service_cidr: str, prometheus: str, listener: socket.socket
+    state: StateDir,
+    subnet: str,
+    service_cidr: str,
+    prometheus: str,
+    listener: socket.socket,
+    trust: TrustPaths,
+    cert_lifetime: float,
 ) -> subprocess.Popen[bytes]:
     fd = listener.fileno()
     argv = [
@@ -184,6 +254,14 @@ def _start_supervisor(
         shutil.which(prometheus) or prometheus,
         "--forward",
         f"prometheus={fd}",
+        "--identity-trust-anchors",
+        str(trust.trust_anchors),
+        "--identity-issuer-certificate",
+        str(trust.issuer_certificate),
+        "--identity-issuer-key",
+        str(trust.issuer_key),
+        "--identity-cert-lifetime",
+        repr(cert_lifetime),
     ]
     # grpc's fork handlers only warn when the supervisor starts children; it never needs them.
     env = base_env({OWNER_ENV: supervisor_marker(state), "GRPC_ENABLE_FORK_SUPPORT": "false"})
@@ -256,6 +334,7 @@ def down(state: StateDir, *, purge: bool = False) -> DownResult:
     if remove_node_namespace(state):
         namespaces.append(state.node_name)
     remove_etc_netns(state)
+    remove_run_dir(state)
     for path in (state.runtime_file, state.supervisor_file, state.supervisor_lock):
         path.unlink(missing_ok=True)
     purged = False

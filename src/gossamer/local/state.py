@@ -9,6 +9,12 @@ Layout (`--state-dir`, else `$GOSSAMER_HOME`, else `~/.gossamer`):
     supervisor.lock      flock held by the running supervisor: at most one per directory
     pods/<ns>/<pod>/     a pod's logs: app.log, proxy.log
     prometheus/          prometheus.yml, targets/ (file-based discovery), data/, log
+    identity/            the mesh's trust (0700): anchors, issuer, join-token key (see
+                         `gossamer.local.identity`)
+
+What the proxies (uid 2102) must read lives outside it, in `run_dir`
+(`/run/gossamer/<node>/`): the state directory is often under `/root`, which that uid
+cannot enter.
 
 The node namespace's name derives from the directory's absolute path, so two state
 directories are two independent meshes, and the same directory always finds its node again.
@@ -29,6 +35,7 @@ from gossamer.local.errors import LocalModeError
 
 NODE_PREFIX = "gsl"
 HOME_ENV = "GOSSAMER_HOME"
+RUN_ROOT = Path("/run/gossamer")
 
 
 def default_state_dir() -> Path:
@@ -84,6 +91,20 @@ class StateDir:
     def prometheus_dir(self) -> Path:
         return self.root / "prometheus"
 
+    @property
+    def identity_dir(self) -> Path:
+        return self.root / "identity"
+
+    @property
+    def token_key(self) -> Path:
+        return self.identity_dir / "token.key"
+
+    @property
+    def run_dir(self) -> Path:
+        """Files the proxies read (trust anchors, join tokens): outside the state directory,
+        reachable by the proxy uid, on tmpfs."""
+        return RUN_ROOT / self.node_name
+
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +139,12 @@ class RuntimeInfo:
     host_ports: dict[str, int] = field(default_factory=dict)
     destination_addr: str = ""
     policy_addr: str = ""
+    identity_addr: str = ""
+    # The trust the identity service runs with (the user's files, or identity/'s).
+    trust_anchors_file: str = ""
+    issuer_certificate_file: str = ""
+    issuer_key_file: str = ""
+    identity_cert_lifetime: float = 0.0
 
     def save(self, state: StateDir) -> None:
         write_json(state.runtime_file, asdict(self))

@@ -14,8 +14,10 @@ Structure (one asyncio loop on uvloop; blocking `ip`/`iptables` calls on one wor
   (`dns.ClusterDNS`), Prometheus scrape targets.
 - `prometheus.PrometheusManager`: Debian's Prometheus, restarted if it exits.
 - `forward.PortForwarder`: host-facing ports (sockets bound by `up` in the host namespace).
-- The destination and outbound policy gRPC services (`gossamer.control.destination`,
-  `gossamer.control.policy`), in-process on `<gateway>:8086` and `<gateway>:8090`.
+- The identity, destination and outbound policy gRPC services
+  (`gossamer.control.identity`, `.destination`, `.policy`), in-process on `<gateway>:8080`,
+  `:8086` and `:8090`. Each meshed pod's proxy gets a join token for its `Pod` object
+  (`gossamer.local.identity.PodIdentities`) and holds a certificate before its app starts.
 - `network.NodeNetwork`, `children`, `probes`: the mechanics the above share.
 
 Controllers see only the `Store` interface.

@@ -1,10 +1,11 @@
 """The supervisor's wiring: arguments, start-up, the status file, signals, shutdown.
 
 Start-up order matters: take the state directory's lock (one supervisor per mesh), clear
-what a crashed predecessor left (its pods' processes by recorded PID, their namespaces),
-then start the destination service, the forwarders, Prometheus and the controllers, and
-only then report `ready` in `supervisor.json`, which `gossamer up` is waiting for.
-SIGTERM (from `gossamer down`) stops every pod, Prometheus and the servers, then exits 0.
+what a crashed predecessor left (its pods' processes by recorded PID, their namespaces and
+join tokens), then start the identity, destination and policy services, the forwarders,
+Prometheus and the controllers, and only then report `ready` in `supervisor.json`, which
+`gossamer up` is waiting for. SIGTERM (from `gossamer down`) stops every pod, Prometheus
+and the servers, removes the proxies' token directory, then exits 0.
 """
 
 from __future__ import annotations
@@ -21,18 +22,34 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import uvloop
 
 from gossamer.control.destination import DestinationServer
+from gossamer.control.identity import (
+    IdentityServer,
+    LocalTokenValidator,
+    TrustPaths,
+    load_issuer,
+    load_token_key,
+    load_trust_anchors,
+)
 from gossamer.control.policy import OutboundPolicyServer
 from gossamer.control.store import SQLiteStore, Store
 from gossamer.core.resources import PodStatus
 from gossamer.local.backoff import RestartBackoff
+from gossamer.local.identity import (
+    DEFAULT_CERT_LIFETIME,
+    IDENTITY_PORT,
+    PodIdentities,
+    remove_run_dir,
+)
 from gossamer.local.netns import Node
 from gossamer.local.ownership import owner_marker
-from gossamer.local.pod import PYTHON
+from gossamer.local.pod import PROXY_UID, PYTHON
 from gossamer.local.state import StateDir, SupervisorState, SupervisorStatus
 from gossamer.local.supervisor.dns import ClusterDNS
 from gossamer.local.supervisor.forward import ForwardSpec, PortForwarder
@@ -60,6 +77,8 @@ class SupervisorConfig:
     service_cidr: str
     cluster_domain: str
     prometheus_binary: str
+    trust: TrustPaths
+    cert_lifetime: float = DEFAULT_CERT_LIFETIME
     forwards: list[ForwardSpec] = field(default_factory=list)
 
 
@@ -70,6 +89,16 @@ def parse_args(argv: list[str]) -> SupervisorConfig:
     parser.add_argument("--service-cidr", required=True)
     parser.add_argument("--cluster-domain", default="cluster.local")
     parser.add_argument("--prometheus", default="prometheus", help="the prometheus binary")
+    parser.add_argument("--identity-trust-anchors", required=True, metavar="FILE")
+    parser.add_argument("--identity-issuer-certificate", required=True, metavar="FILE")
+    parser.add_argument("--identity-issuer-key", required=True, metavar="FILE")
+    parser.add_argument(
+        "--identity-cert-lifetime",
+        type=float,
+        default=DEFAULT_CERT_LIFETIME,
+        metavar="SECONDS",
+        help="lifetime of the proxies' leaf certificates",
+    )
     parser.add_argument(
         "--forward",
         action="append",
@@ -92,6 +121,12 @@ def parse_args(argv: list[str]) -> SupervisorConfig:
         service_cidr=args.service_cidr,
         cluster_domain=args.cluster_domain,
         prometheus_binary=args.prometheus,
+        trust=TrustPaths(
+            Path(args.identity_trust_anchors),
+            Path(args.identity_issuer_certificate),
+            Path(args.identity_issuer_key),
+        ),
+        cert_lifetime=args.identity_cert_lifetime,
         forwards=forwards,
     )
 
@@ -138,6 +173,7 @@ class Supervisor:
         async with contextlib.AsyncExitStack() as started:
             network = NodeNetwork(node, self.state)
             started.callback(network.close)
+            identities = await self._start_identity(store, gateway, domain, started)
             destination = DestinationServer(store, cluster_domain=domain, trust_domain=domain)
             await destination.start(host=gateway, port=DESTINATION_PORT)
             started.push_async_callback(destination.stop)
@@ -161,6 +197,7 @@ class Supervisor:
                 destination_addr=f"{gateway}:{DESTINATION_PORT}",
                 owner=self.owner,
                 policy_addr=f"{gateway}:{POLICY_PORT}",
+                identity=identities,
             )
             dns = ClusterDNS(domain)
             workloads = WorkloadController(store, network, dns, settings, preferred_ips)
@@ -189,6 +226,32 @@ class Supervisor:
         self._report(state=SupervisorState.STOPPED)
         return 0
 
+    async def _start_identity(
+        self, store: Store, gateway: str, domain: str, started: contextlib.AsyncExitStack
+    ) -> PodIdentities:
+        """The identity service on `<gateway>:8080`, and the pods' token writer (the trust
+        was checked by `gossamer up`; it is loaded again here, as it is now)."""
+        trust = self.config.trust
+        anchors = load_trust_anchors(trust.trust_anchors)
+        issuer = load_issuer(trust.issuer_certificate, trust.issuer_key, anchors)
+        signing_key = load_token_key(self.state.token_key)
+        identities = PodIdentities(
+            self.state.run_dir,
+            signing_key,
+            svc_addr=f"{gateway}:{IDENTITY_PORT}",
+            trust_domain=domain,
+            proxy_uid=PROXY_UID,
+        )
+        identities.publish_anchors(trust.trust_anchors.read_bytes())
+        started.callback(remove_run_dir, self.state)
+        validator = LocalTokenValidator(store, signing_key, trust_domain=domain)
+        server = IdentityServer(
+            issuer, validator, lifetime=timedelta(seconds=self.config.cert_lifetime)
+        )
+        await server.start(host=gateway, port=IDENTITY_PORT)
+        started.push_async_callback(server.stop)
+        return identities
+
     async def _clear_leftovers(self, store: Store) -> dict[Key, ipaddress.IPv4Address]:
         """Stop what a crashed supervisor left and forget its pods (they are recreated,
         keeping their addresses where possible)."""
@@ -202,6 +265,7 @@ class Supervisor:
             stop_mesh_processes, self.state, recorded_pids(pods), "pods", "prometheus"
         )
         removed = await asyncio.to_thread(remove_pod_namespaces, self.state)
+        remove_run_dir(self.state)  # the old pods' tokens: their Pod objects go next
         for pod in pods:
             await store.delete("Pod", pod.namespace, pod.name, missing_ok=True)
         if stopped or removed or len(pods):

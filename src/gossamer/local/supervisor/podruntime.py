@@ -3,9 +3,13 @@
 Theory of operation. `start` runs three phases in one task:
 
 1. setup: the pod's namespace on the bridge (`NodeNetwork`), its hosts file (`ClusterDNS`)
-   and, for a meshed pod, `gossamer init`'s rules;
-2. the proxy (meshed pods): started as uid 2102 and polled on `<podIP>:4191/ready`; the app
-   starts only once it answers 200. A proxy that exits is started again with backoff;
+   and, for a meshed pod, `gossamer init`'s rules and its join token, minted once the
+   workload controller has stored the `Pod` object and tells its uid (`bind_uid`);
+2. the proxy (meshed pods): started as uid 2102 and polled on `<podIP>:4191/ready`, which
+   answers 200 once it holds a certificate; the app starts only then. A proxy that exits,
+   or is not ready in time, is started again with backoff; one that keeps being refused a
+   certificate is left to keep asking, and the pod's status carries the refusal
+   (`CertificateNotIssued`, from its log);
 3. the app: started as root inside the namespace (so its outbound traffic is redirected to
    the proxy), ready once something listens on its first port on 127.0.0.1 (an app without
    ports: once it has run for a second). An app that
@@ -14,7 +18,7 @@ Theory of operation. `start` runs three phases in one task:
 Every exit counts as a restart. Each change of what the pod reports (phase, readiness, PIDs,
 restarts, reason) calls `on_change`, which the workload controller turns into a `Pod` status
 write. `stop` cancels the task, stops both processes by process group and removes the
-namespace and its `/etc/netns` files.
+namespace, its `/etc/netns` files and its join token.
 """
 
 from __future__ import annotations
@@ -43,12 +47,14 @@ from gossamer.core.resources import (
 from gossamer.core.resources.formats import format_timestamp
 from gossamer.local.backoff import RestartBackoff
 from gossamer.local.hosts import PodIdentity
+from gossamer.local.identity import PodIdentities
 from gossamer.local.iptables import InitConfig
 from gossamer.local.pod import ADMIN_PORT, PROXY_UID, Pod, base_env
 from gossamer.local.supervisor.children import Child, spawn
 from gossamer.local.supervisor.dns import ClusterDNS
 from gossamer.local.supervisor.network import NodeNetwork
 from gossamer.local.supervisor.probes import http_status, tcp_open_in_netns
+from gossamer.local.supervisor.proxylog import ProxyLog
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,10 @@ CONTROL_PLANE_LABEL = "gossamer.dev/control-plane-ns"
 NETNS_ANNOTATION = "local.gossamer.dev/netns"
 SETUP_ATTEMPTS = 5
 PROXY_RESTARTING = "ProxyRestarting"
+CERTIFICATE_NOT_ISSUED = "CertificateNotIssued"
+INVALID_IDENTITY = "InvalidIdentity"
+LOG_READ_INTERVAL = 0.5
+UID_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,8 @@ class PodSettings:
     # The outbound policy service the proxies ask for routes; None: they do not ask.
     policy_addr: str | None = None
     proxy_shutdown_grace: str = "2s"
+    # Join tokens and the identity service; None: proxies run without identity (no mTLS).
+    identity: PodIdentities | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,10 @@ class PodPlan:
     workload: str
     spec: WorkloadSpec
     preferred_ip: ipaddress.IPv4Address | None = None
+
+
+class InvalidPodIdentity(Exception):
+    """The pod's service account and namespace make no identity name."""
 
 
 class PodRuntime:
@@ -107,6 +123,9 @@ class PodRuntime:
         self.app_ready = False
         self.proxy_ready = False
         self.pids: dict[str, int] = {}
+        self.uid: str | None = None  # of the `Pod` object, once stored
+        self._uid_bound = asyncio.Event()
+        self._identity_env: dict[str, str] = {}
         self._pod: Pod | None = None
         self._children: dict[str, Child] = {}
         self._proxy_ready = asyncio.Event()
@@ -136,9 +155,17 @@ class PodRuntime:
     def _changed(self) -> None:
         self._on_change(self)
 
+    def bind_uid(self, uid: str) -> None:
+        """The uid the store gave this pod's `Pod` object: its join token is bound to it."""
+        if self.uid is None:
+            self.uid = uid
+            self._uid_bound.set()
+
     async def _run(self) -> None:
         try:
             pod = await self._setup()
+            if self.meshed and self._settings.identity is not None:
+                await self._issue_token(self._settings.identity)
             # A TaskGroup: if one loop fails, the other is cancelled with it.
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._app_loop(pod))
@@ -146,6 +173,9 @@ class PodRuntime:
                     group.create_task(self._proxy_loop(pod))
         except asyncio.CancelledError:
             raise
+        except InvalidPodIdentity as error:
+            self.phase, self.reason, self.message = PodPhase.FAILED, INVALID_IDENTITY, str(error)
+            self._changed()
         except Exception as error:
             log.exception("pod %s/%s failed", *self.key)
             self.phase, self.reason, self.message = PodPhase.FAILED, "Error", str(error)
@@ -175,6 +205,20 @@ class PodRuntime:
                 await asyncio.sleep(backoff.delay_after_exit(0.0))
         raise AssertionError("unreachable")
 
+    async def _issue_token(self, identities: PodIdentities) -> None:
+        while not self._uid_bound.is_set():
+            try:
+                await asyncio.wait_for(self._uid_bound.wait(), UID_WAIT)
+            except TimeoutError:
+                self._changed()  # the last write failed, or has not happened: again
+        assert self.uid is not None
+        try:
+            self._identity_env = identities.issue(
+                *self.key, self.uid, self.plan.spec.service_account_name
+            )
+        except ValueError as error:
+            raise InvalidPodIdentity(f"no join token for this pod: {error}") from None
+
     def _proxy_env(self) -> dict[str, str]:
         context = {
             "ns": self.plan.namespace,
@@ -188,32 +232,37 @@ class PodRuntime:
         }
         if self._settings.policy_addr is not None:
             env["GOSSAMER_PROXY_POLICY_SVC_ADDR"] = self._settings.policy_addr
+        env.update(self._identity_env)
         return base_env(env)
 
     async def _proxy_loop(self, pod: Pod) -> None:
         backoff = RestartBackoff()
         argv = [*pod.netns_argv(PROXY_UID), self._settings.python, "-m", "gossamer.proxy"]
         while True:
+            proxy_log = ProxyLog(pod.state_dir / "proxy.log")
             child = await spawn(
                 "proxy",
                 argv,
                 env=self._proxy_env(),
                 owner=f"{self.owner}/proxy",
-                log=pod.state_dir / "proxy.log",
+                log=proxy_log.path,
             )
             self._children["proxy"] = child
             self.pids["proxy"] = child.pid
             self._changed()
-            if await self._wait_proxy_ready(pod, child):
+            if await self._wait_proxy_ready(pod, child, proxy_log):
                 self.proxy_ready = True
                 self._proxy_ready.set()
-                if self.reason == PROXY_RESTARTING:
+                if self.reason in (PROXY_RESTARTING, CERTIFICATE_NOT_ISSUED):
                     self.reason, self.message = None, None
                 self._changed()
                 code = await child.wait()
                 why = f"proxy exited with code {code}"
             elif not child.running:
                 why = f"proxy exited with code {await child.wait()} before it was ready"
+                proxy_log.read()
+                if proxy_log.last_line:
+                    why += f" ({proxy_log.last_line})"
             else:
                 await child.stop()
                 why = f"proxy not ready within {self._settings.proxy_ready_timeout:.0f}s"
@@ -225,12 +274,25 @@ class PodRuntime:
             self._changed()
             await asyncio.sleep(delay)
 
-    async def _wait_proxy_ready(self, pod: Pod, child: Child) -> bool:
+    async def _wait_proxy_ready(self, pod: Pod, child: Child, proxy_log: ProxyLog) -> bool:
+        """True once the proxy is ready. False if it exits, or is not ready in time unless
+        it is being refused a certificate: then it keeps asking, as it should, and the
+        pod's status says why it is refused."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.proxy_ready_timeout
-        while child.running and loop.time() < deadline:
+        next_read = loop.time()
+        while child.running:
             if await http_status(str(pod.ip), ADMIN_PORT, "/ready", timeout=1.0) == 200:
                 return True
+            now = loop.time()
+            if now >= next_read:
+                next_read = now + LOG_READ_INTERVAL
+                if proxy_log.read():
+                    self.reason = CERTIFICATE_NOT_ISSUED
+                    self.message = f"the proxy has no certificate: {proxy_log.certify_failure}"
+                    self._changed()
+            if now >= deadline and self.reason != CERTIFICATE_NOT_ISSUED:
+                return False
             await asyncio.sleep(self._settings.probe_interval)
         return False
 
@@ -297,6 +359,8 @@ class PodRuntime:
         await asyncio.gather(*(child.stop() for child in children))
         self._children.clear()
         self.pids.clear()
+        if self.meshed and self._settings.identity is not None:
+            self._settings.identity.revoke(*self.key)
         await self._remove_network()
 
     async def _remove_network(self) -> None:

@@ -5,7 +5,8 @@ A pod whose workload is gone, or whose workload's spec changed, is stopped (and 
 again from the new spec). Pods report changes through `PodRuntime`'s callback; one writer
 task turns them into store writes in order, so a stopped pod's last status can never be
 written after its `Pod` object was deleted. A `Pod` object deleted by someone else (`gossamer
-delete pod`) restarts that pod, as a ReplicaSet would replace it.
+delete pod`) restarts that pod, as a ReplicaSet would replace it. The first write of a pod's
+`Pod` object tells its runtime the object's uid, which its join token is bound to.
 
 The controller knows only the `Store` interface, never its backend.
 """
@@ -164,8 +165,16 @@ class WorkloadController:
             except StoreError as error:
                 log.warning("writing Pod %s/%s: %s", *key, error)
                 continue
-            if self._runtimes.get(key) is runtime:
-                self._uids[key] = stored.metadata.uid
+            if self._runtimes.get(key) is not runtime:
+                continue
+            self._uids[key] = stored.metadata.uid
+            runtime.bind_uid(stored.metadata.uid)
+            if runtime.uid != stored.metadata.uid:
+                # Deleted and written again before the deletion was seen: its join token
+                # names the old uid, so the pod starts again as a new one.
+                log.info("Pod %s/%s was replaced under its pod: restarting it", *key)
+                self._uids.pop(key, None)
+                self._stop(key)
         for key in sorted(self._to_delete):
             self._to_delete.discard(key)
             self._uids.pop(key, None)
