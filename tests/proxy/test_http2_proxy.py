@@ -17,6 +17,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from gossamer.proxy.http2 import frames, upstream_pool
+from gossamer.proxy.http2.connection import H2Connection
 from tests.proxy.h2_peer import H2Peer, H2Upstream, PeerStream, ProxyUnderTest, connect_peer, header
 
 
@@ -57,6 +58,11 @@ async def test_request_and_response_pass_through(monkeypatch: pytest.MonkeyPatch
         # Completed streams close with END_STREAM both ways: no stray RST_STREAM either side.
         assert resets == []
         assert all(not p.states for p in proxy.protocols)
+        # The protocols' own attributes never shadow a method of the connection core.
+        upstreams = [c for t in upstream_pool(proxy.runtime)._targets.values() for c in t.conns]
+        assert upstreams
+        for conn in [*proxy.protocols, *upstreams]:
+            assert not [n for n in vars(conn) if callable(getattr(H2Connection, n, None))]
         await client.close()
     await upstream.close()
     assert not upstream.errors

@@ -5,7 +5,8 @@ parsing and validation, SETTINGS, PING, GOAWAY, both levels of flow control, HPA
 the state of each open stream. It is lean on purpose: no event objects, no per-frame
 objects, no history of closed streams. Subclasses (`Http2ServerProtocol`,
 `UpstreamConnection`) receive what matters through the `on_*` hooks, called synchronously
-while a read is parsed, and write through `send_*`, which append frames to `out`.
+while a read is parsed, and write through `send_*`, which append frames to `out`. (A
+subclass must not reuse the core's attribute names: frame handlers are `_recv_*`.)
 
 Theory of operation. A stream is in `states` from its HEADERS (received on the server
 side, sent on the client side) until it is closed: both sides sent END_STREAM, or a
@@ -303,21 +304,21 @@ class H2Connection:
             if not self._settings_seen and kind != SETTINGS:
                 raise _error(ErrorCodes.PROTOCOL_ERROR, "first frame is not SETTINGS")
             if kind == DATA:
-                self._data(sid, flags, payload)
+                self._recv_data(sid, flags, payload)
             elif kind == HEADERS:
-                self._headers(sid, flags, payload)
+                self._recv_headers(sid, flags, payload)
             elif kind == WINDOW_UPDATE:
-                self._window_update(sid, payload)
+                self._recv_window_update(sid, payload)
             elif kind == RST_STREAM:
-                self._rst_stream(sid, payload)
+                self._recv_rst_stream(sid, payload)
             elif kind == SETTINGS:
-                self._settings(sid, flags, payload)
+                self._recv_settings(sid, flags, payload)
             elif kind == CONTINUATION:
-                self._continuation(sid, flags, payload)
+                self._recv_continuation(sid, flags, payload)
             elif kind == PING:
-                self._ping(sid, flags, payload)
+                self._recv_ping(sid, flags, payload)
             elif kind == GOAWAY:
-                self._goaway(sid, payload)
+                self._recv_goaway(sid, payload)
             elif kind == PRIORITY:
                 if not sid:
                     raise _error(ErrorCodes.PROTOCOL_ERROR, "PRIORITY on stream 0")
@@ -329,7 +330,7 @@ class H2Connection:
         if pos < end:
             self._buf = data[pos:]
 
-    def _idle(self, sid: int) -> bool:
+    def _is_idle(self, sid: int) -> bool:
         """Never opened: the peer's ids above the highest seen, ours not yet used, pushes."""
         if self.client_side:
             return not sid & 1 or sid >= self.next_stream_id
@@ -339,7 +340,7 @@ class H2Connection:
         self.reset_stream(sid, code)
         self.on_reset(sid, code)
 
-    def _data(self, sid: int, flags: int, payload: bytes) -> None:
+    def _recv_data(self, sid: int, flags: int, payload: bytes) -> None:
         if not sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "DATA on stream 0")
         flow_len = len(payload)
@@ -352,7 +353,7 @@ class H2Connection:
             raise _error(ErrorCodes.FLOW_CONTROL_ERROR, "connection window exceeded")
         state = self.states.get(sid)
         if state is None:
-            if self._idle(sid):
+            if self._is_idle(sid):
                 raise _error(ErrorCodes.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             if flow_len:
                 self.ack_data(0, flow_len)
@@ -373,7 +374,7 @@ class H2Connection:
             self._remote_end(sid, state)  # before the hook, which sees the stream closed
         self.on_data(sid, payload, flow_len, end_stream)
 
-    def _headers(self, sid: int, flags: int, payload: bytes) -> None:
+    def _recv_headers(self, sid: int, flags: int, payload: bytes) -> None:
         if not sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "HEADERS on stream 0")
         start, stop = 0, len(payload)
@@ -388,11 +389,11 @@ class H2Connection:
         fragment = payload[start:stop] if start or stop != len(payload) else payload
         end_stream = bool(flags & END_STREAM)
         if flags & END_HEADERS:
-            self._header_block(sid, fragment, end_stream)
+            self._recv_header_block(sid, fragment, end_stream)
         else:
             self._block = [sid, end_stream, [fragment], len(fragment)]
 
-    def _continuation(self, sid: int, flags: int, payload: bytes) -> None:
+    def _recv_continuation(self, sid: int, flags: int, payload: bytes) -> None:
         block = self._block
         if block is None or block[0] != sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "unexpected CONTINUATION")
@@ -402,9 +403,9 @@ class H2Connection:
             raise _error(ErrorCodes.ENHANCE_YOUR_CALM, "header block too large")
         if flags & END_HEADERS:
             self._block = None
-            self._header_block(sid, b"".join(block[2]), block[1])
+            self._recv_header_block(sid, b"".join(block[2]), block[1])
 
-    def _header_block(self, sid: int, block: bytes, end_stream: bool) -> None:
+    def _recv_header_block(self, sid: int, block: bytes, end_stream: bool) -> None:
         try:
             headers = self.decoder.decode(block)
         except OversizedHeaderList as error:
@@ -414,7 +415,7 @@ class H2Connection:
         state = self.states.get(sid)
         if state is None:
             if self.client_side or not sid & 1:
-                if self._idle(sid):
+                if self._is_idle(sid):
                     raise _error(ErrorCodes.PROTOCOL_ERROR, f"HEADERS on idle stream {sid}")
                 return  # a stream already closed here: decoded for HPACK's sake only
             if sid <= self.highest_inbound_stream_id:
@@ -451,18 +452,18 @@ class H2Connection:
         if state.local_closed:
             del self.states[sid]
 
-    def _rst_stream(self, sid: int, payload: bytes) -> None:
+    def _recv_rst_stream(self, sid: int, payload: bytes) -> None:
         if not sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "RST_STREAM on stream 0")
         if len(payload) != 4:
             raise _error(ErrorCodes.FRAME_SIZE_ERROR, "RST_STREAM of the wrong size")
         if self.states.pop(sid, None) is None:
-            if self._idle(sid):
+            if self._is_idle(sid):
                 raise _error(ErrorCodes.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
             return
         self.on_reset(sid, frames.error_code(frames.u32(payload)))
 
-    def _window_update(self, sid: int, payload: bytes) -> None:
+    def _recv_window_update(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
             raise _error(ErrorCodes.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
         increment = frames.u32(payload) & MAX_WINDOW
@@ -476,7 +477,7 @@ class H2Connection:
             return
         state = self.states.get(sid)
         if state is None:
-            if self._idle(sid):
+            if self._is_idle(sid):
                 raise _error(ErrorCodes.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
             return
         if not increment:
@@ -488,7 +489,7 @@ class H2Connection:
             return
         self.window_opened = True
 
-    def _settings(self, sid: int, flags: int, payload: bytes) -> None:
+    def _recv_settings(self, sid: int, flags: int, payload: bytes) -> None:
         if sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & ACK:
@@ -533,7 +534,7 @@ class H2Connection:
             self.recv_initial = self._initial_window
             self._stream_threshold = max(1, self._initial_window // 2)
 
-    def _ping(self, sid: int, flags: int, payload: bytes) -> None:
+    def _recv_ping(self, sid: int, flags: int, payload: bytes) -> None:
         if sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "PING on a stream")
         if len(payload) != 8:
@@ -541,7 +542,7 @@ class H2Connection:
         if not flags & ACK:
             self.out.append(frames.ping_ack(payload))
 
-    def _goaway(self, sid: int, payload: bytes) -> None:
+    def _recv_goaway(self, sid: int, payload: bytes) -> None:
         if sid:
             raise _error(ErrorCodes.PROTOCOL_ERROR, "GOAWAY on a stream")
         if len(payload) < 8:
