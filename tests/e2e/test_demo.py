@@ -167,6 +167,20 @@ def test_demo_end_to_end(mesh: StateDir) -> None:
     listed = gossamer(state, "exec", "vote-bot-0", "-n", NS, "--", "curl", "-sf", url)
     assert json.loads(listed.stdout), "web answered an empty list through the mesh"
 
+    # -- every meshed hop is mutual TLS, each side naming the other's service account ---------
+    admin = "http://127.0.0.1:4191/metrics"
+    metrics = gossamer(state, "exec", "web-0", "-n", NS, "--", "curl", "-sf", admin).stdout
+    requests = [line for line in metrics.splitlines() if line.startswith("request_total{")]
+
+    def identity(account: str) -> str:
+        return f"{account}.{NS}.serviceaccount.identity.gossamer.{runtime.cluster_domain}"
+
+    inbound = [line for line in requests if 'direction="inbound"' in line]
+    assert inbound and all('tls="true"' in line for line in inbound), inbound
+    assert any(f'client_id="{identity("default")}"' in line for line in inbound), inbound
+    to_emoji = [line for line in requests if 'authority="emoji.' in line]
+    assert to_emoji and all(f'server_id="{identity("emoji")}"' in line for line in to_emoji)
+
     # -- down leaves nothing ------------------------------------------------------------------
     node = state.node_name
     down = gossamer(state, "down", timeout=120)

@@ -112,7 +112,14 @@ def leftovers(state: StateDir) -> list[str]:
     if ETC_NETNS.is_dir():
         found += [f"/etc/netns/{e.name}" for e in ETC_NETNS.iterdir() if e.name.startswith(node)]
     found += [f"process {pid}" for pid in marked_processes(node)]
+    found += [f"tokens {state.run_dir}"] if state.run_dir.exists() else []
     return found
+
+
+def join_tokens(state: StateDir) -> dict[str, bytes]:
+    """Each meshed pod's join token, by pod name."""
+    directory = state.run_dir / "pods" / NS
+    return {pod.name: (pod / "join-token").read_bytes() for pod in directory.iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +169,18 @@ def test_up_is_idempotent_and_keeps_addresses_off_the_host(mesh: Mesh) -> None:
     with urllib.request.urlopen(f"{runtime.prometheus_url}/-/ready", timeout=5) as answer:
         assert answer.status == 200
     assert host_lines_with_mesh_addresses() == []
+    # The mesh made its own trust and token key, the keys readable by root only.
+    identity = mesh.state.identity_dir
+    assert runtime.trust_anchors_file == str(identity / "trust-anchors.pem")
+    modes = {path.name: path.stat().st_mode & 0o777 for path in identity.iterdir()}
+    assert modes == {
+        "trust-anchors.pem": 0o644,
+        "trust-anchor.key": 0o600,
+        "issuer.crt": 0o644,
+        "issuer.key": 0o600,
+        "token.key": 0o600,
+    }
+    assert identity.stat().st_mode & 0o777 == 0o700
 
 
 def test_run_starts_meshed_pods_behind_a_service(mesh: Mesh) -> None:
@@ -221,6 +240,10 @@ def test_exec_reaches_pods_and_services_through_the_proxies(mesh: Mesh) -> None:
     by_name = [labels for labels, _ in requests if labels["authority"] == WEB_URL[7:-1]]
     # The proxy resolved the service's VIP to a pod through the destination service.
     assert by_name and {labels["target_ip"] for labels in by_name} <= web_ips, requests
+    # ...and the hop between the two proxies was mutual TLS, web's identity checked.
+    web_id = "default.demo.serviceaccount.identity.gossamer.cluster.local"
+    assert all(labels["tls"] == "true" for labels in by_name), by_name
+    assert all(labels["server_id"] == web_id for labels in by_name), by_name
     assert (
         "GET / HTTP/1.1"
         in mesh.cli("logs", "web-0", "-n", NS).stdout + mesh.cli("logs", "web-1", "-n", NS).stdout
@@ -412,6 +435,9 @@ def test_a_second_state_dir_is_an_independent_mesh(mesh: Mesh, tmp_path: Path) -
 def test_supervisor_crash_then_up_brings_the_pods_back(mesh: Mesh) -> None:
     runtime = mesh.runtime()
     old_apps = [pod["status"]["pids"]["app"] for pod in mesh.pods().values()]
+    old_uids = {name: pod["metadata"]["uid"] for name, pod in mesh.pods().items()}
+    old_tokens = join_tokens(mesh.state)
+    assert set(old_tokens) == {"web-0", "web-1", "client-0"}  # meshed pods only
     os.kill(runtime.supervisor_pid, signal.SIGKILL)
     eventually(lambda: not process_alive(runtime.supervisor_pid), timeout=5, interval=0.02)
     refused = mesh.cli("run", "late", "-n", NS, "--", "true", check=False)
@@ -427,12 +453,19 @@ def test_supervisor_crash_then_up_brings_the_pods_back(mesh: Mesh) -> None:
     eventually(all_ready, timeout=30)
     assert not any(process_alive(pid) for pid in old_apps)
     assert mesh.exec("client-0", "curl", "-sf", "-m", "5", WEB_URL).returncode == 0
+    # Pods made again are new Pod objects, with fresh tokens for their new uids.
+    new_uids = {name: pod["metadata"]["uid"] for name, pod in mesh.pods().items()}
+    assert not set(new_uids.values()) & set(old_uids.values())
+    new_tokens = join_tokens(mesh.state)
+    assert set(new_tokens) == set(old_tokens)
+    assert all(new_tokens[name] != old_tokens[name] for name in new_tokens)
 
 
 def test_delete_service_stops_its_pods(mesh: Mesh) -> None:
     done = mesh.cli("delete", "service", "web", "-n", NS)
     assert "Service demo/web deleted" in done.stdout and "Workload demo/web deleted" in done.stdout
     eventually(lambda: set(mesh.pods()) == {"client-0", "plain-0"}, timeout=20)
+    eventually(lambda: set(join_tokens(mesh.state)) == {"client-0"}, timeout=10)
     node = mesh.state.node_name
     assert not [n for n in list_namespaces() if n.startswith(f"{node}.{NS}.web-")]
     gone = mesh.exec("client-0", "curl", "-s", "-m", "5", WEB_URL, check=False)
@@ -445,5 +478,7 @@ def test_down_leaves_nothing(mesh: Mesh) -> None:
     assert leftovers(mesh.state) == []
     assert not mesh.state.runtime_file.exists() and mesh.state.store_db.exists()
     assert host_lines_with_mesh_addresses() == []
+    assert not mesh.state.run_dir.exists()  # no join token outlives the mesh
+    assert (mesh.state.identity_dir / "issuer.key").exists()  # the trust stays for next time
     again = mesh.cli("down", "--purge")
     assert "is down" in again.stdout and not mesh.state.root.exists()
