@@ -1,8 +1,9 @@
 """A minimal gRPC client over one HTTP/2 (h2c) connection: unary and server-streaming calls.
 
 Why by hand: see this package's docstring (grpcio's footprint in a sidecar). Theory of
-operation: one `GrpcConnection` (an asyncio Protocol around h2) multiplexes calls; each call
-is a `GrpcCall` that parses length-prefixed messages out of DATA frames into a small queue.
+operation: one `GrpcConnection` (the proxy's own HTTP/2 core as an asyncio Protocol)
+multiplexes calls; each call is a `GrpcCall` that parses length-prefixed messages out of
+DATA frames into a small queue.
 Flow control is the backpressure: received bytes are acknowledged to the server only when
 the caller takes the message they belong to, so a caller that stops reading stops the
 server instead of growing a buffer.
@@ -15,17 +16,13 @@ import struct
 from collections import deque
 from typing import cast
 
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    ResponseReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
+from gossamer.proxy.http2.connection import (
+    H2Connection,
+    H2ConnectionError,
+    NoAvailableStreamIdError,
+    StreamClosedError,
+    TooManyStreamsError,
 )
-from h2.exceptions import H2Error
 
 MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -119,11 +116,17 @@ class GrpcCall:
             self._conn.reset(self.stream_id)
 
 
-class GrpcConnection(asyncio.Protocol):
+class GrpcConnection(H2Connection, asyncio.Protocol):
+    """One h2c connection to a control-plane service, on the proxy's own HTTP/2 core."""
+
     def __init__(self, authority: str) -> None:
+        H2Connection.__init__(
+            self,
+            client_side=True,
+            initial_window=MAX_MESSAGE + 5,
+            max_header_list_size=64 * 1024,
+        )
         self._authority = authority.encode()
-        config = H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = H2Connection(config=config)
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, GrpcCall] = {}
         self._headers: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -140,50 +143,17 @@ class GrpcConnection(asyncio.Protocol):
     # -- asyncio -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._h2.initiate_connection()
+        self.initiate(MAX_MESSAGE + 5)
         self._flush()
 
     def data_received(self, data: bytes) -> None:
         try:
-            events = self._h2.receive_data(data)
-        except H2Error as error:
+            self.receive(data)
+        except H2ConnectionError as error:
             self._fail_all(GrpcError(UNAVAILABLE, f"HTTP/2 error from the control plane: {error}"))
             if self._transport is not None:
                 self._transport.close()
             return
-        for event in events:
-            if isinstance(event, ResponseReceived):
-                headers = cast(list[tuple[bytes, bytes]], event.headers)
-                self._headers[event.stream_id] = headers
-                status = dict(headers).get(b":status")
-                if status != b"200" and event.stream_id in self._calls:
-                    self._calls[event.stream_id].fail(
-                        GrpcError(UNAVAILABLE, f"control plane answered HTTP {status!r}")
-                    )
-            elif isinstance(event, DataReceived):
-                call = self._calls.get(event.stream_id)
-                if call is not None:
-                    call.feed(event.data, event.flow_controlled_length)
-                else:
-                    self._h2.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            elif isinstance(event, TrailersReceived):
-                call = self._calls.pop(event.stream_id, None)
-                if call is not None:
-                    call.finish(cast(list[tuple[bytes, bytes]], event.headers))
-            elif isinstance(event, StreamEnded):
-                # Trailers-only responses carry grpc-status in the headers.
-                call = self._calls.pop(event.stream_id, None)
-                if call is not None:
-                    call.finish(self._headers.get(event.stream_id, []))
-                self._headers.pop(event.stream_id, None)
-            elif isinstance(event, StreamReset):
-                call = self._calls.pop(event.stream_id, None)
-                if call is not None:
-                    call.fail(GrpcError(UNAVAILABLE, f"stream reset ({event.error_code})"))
-            elif isinstance(event, ConnectionTerminated):
-                self._fail_all(GrpcError(UNAVAILABLE, "control plane closed the connection"))
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -191,56 +161,92 @@ class GrpcConnection(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    # -- HTTP/2 hooks --------------------------------------------------------------------
+    def on_response(self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        self._headers[sid] = headers
+        call = self._calls.get(sid)
+        status = dict(headers).get(b":status")
+        if call is not None and status != b"200":
+            call.fail(GrpcError(UNAVAILABLE, f"control plane answered HTTP {status!r}"))
+        elif end_stream:
+            # Trailers-only: grpc-status is in the headers.
+            self._end(sid, headers)
+
+    def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:
+        call = self._calls.get(sid)
+        if call is not None:
+            call.feed(data, flow_len)
+        else:
+            self.ack_data(sid, flow_len)
+        if end_stream:
+            self._end(sid, [])
+
+    def on_trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._end(sid, headers)
+
+    def on_reset(self, sid: int, code: int) -> None:
+        call = self._calls.pop(sid, None)
+        self._headers.pop(sid, None)
+        if call is not None:
+            call.fail(GrpcError(UNAVAILABLE, f"stream reset ({code})"))
+
+    def on_goaway(self, last_stream_id: int, code: int) -> None:
+        for sid in [sid for sid in self._calls if sid > last_stream_id]:
+            self._calls.pop(sid).fail(GrpcError(UNAVAILABLE, "control plane going away"))
+
+    def _end(self, sid: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._headers.pop(sid, None)
+        call = self._calls.pop(sid, None)
+        if call is not None:
+            call.finish(headers)
+
     # -- calls ---------------------------------------------------------------------------
     def call(self, path: str, request: bytes) -> GrpcCall:
         if self._transport is None or self._transport.is_closing():
             raise GrpcError(UNAVAILABLE, "not connected to the control plane")
-        stream_id = self._h2.get_next_available_stream_id()
-        self._h2.send_headers(
-            stream_id,
-            [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":path", path.encode()),
-                (b":authority", self._authority),
-                (b"content-type", b"application/grpc"),
-                (b"te", b"trailers"),
-            ],
-        )
-        self._h2.send_data(
-            stream_id, struct.pack("!BI", 0, len(request)) + request, end_stream=True
-        )
-        call = GrpcCall(self, stream_id)
-        self._calls[stream_id] = call
+        try:
+            sid = self.start_stream(
+                [
+                    (b":method", b"POST"),
+                    (b":scheme", b"http"),
+                    (b":path", path.encode()),
+                    (b":authority", self._authority),
+                    (b"content-type", b"application/grpc"),
+                    (b"te", b"trailers"),
+                ],
+                end_stream=False,
+            )
+            body = struct.pack("!BI", 0, len(request)) + request
+            if len(body) > min(self.window(sid), self.max_frame_size):
+                # Requests here are a CSR or a name: far below one frame. Refuse, cleanly.
+                self.reset_stream(sid, 8)
+                self._flush()
+                raise GrpcError(INTERNAL, "request larger than one HTTP/2 frame")
+            self.send_data(sid, body, end_stream=True)
+        except (TooManyStreamsError, NoAvailableStreamIdError, StreamClosedError) as error:
+            raise GrpcError(UNAVAILABLE, f"cannot open a stream: {type(error).__name__}") from None
+        call = GrpcCall(self, sid)
+        self._calls[sid] = call
         self._flush()
         return call
 
     def acknowledge(self, stream_id: int, length: int) -> None:
-        try:
-            self._h2.acknowledge_received_data(length, stream_id)
-        except H2Error:
-            return
+        self.ack_data(stream_id, length)
         self._flush()
 
     def reset(self, stream_id: int) -> None:
         self._calls.pop(stream_id, None)
-        try:
-            self._h2.reset_stream(stream_id)
-        except H2Error:
-            return
+        self.reset_stream(stream_id, 8)  # CANCEL
         self._flush()
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            try:
-                self._h2.close_connection()
-                self._flush()
-            except H2Error:
-                pass
+            self.send_goaway(self.highest_inbound_stream_id)
+            self._flush()
             self._transport.close()
 
     def _flush(self) -> None:
-        data = self._h2.data_to_send()
+        data = self.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
