@@ -116,7 +116,7 @@ class Exchange:
         """Starts sending: on a pooled connection now, or once a new one is made."""
         plan = self.plan
         if plan is not None:
-            picked = plan.backend.pick(self.server.loop.time())
+            picked = plan.backend.pick(self.server.loop.time(), plan.avoid)
             if picked is None:
                 self.server.loop.create_task(self._wait_for_endpoint(pool))
                 return

@@ -33,6 +33,7 @@ class RequestPlan:
         "attempt_start",
         "attempts",
         "authority",
+        "avoid",
         "backend",
         "handle",
         "meta",
@@ -64,6 +65,8 @@ class RequestPlan:
         self.attempts = 0
         self.attempt_start = start
         self.handle: EndpointHandle | None = None
+        # The endpoint whose attempt just failed: a retry goes elsewhere if it can.
+        self.avoid: object = None
         self.meta: EndpointMeta | None = None
         # Head and body as sent, while they fit: what a retry sends again.
         self.replay: list[bytes] | None = [] if route.retry.limit > 0 else None
@@ -96,6 +99,7 @@ class RequestPlan:
     def end_attempt(self, success: bool, now: float) -> None:
         handle, self.handle = self.handle, None
         if handle is not None:
+            self.avoid = None if success else handle.addr
             # Only successes are latency samples: an endpoint failing fast must not look
             # fast to the balancer (failure accrual takes care of it instead).
             handle.finish(success, now - self.attempt_start if success else None, now)

@@ -18,7 +18,12 @@ from collections import deque
 from typing import cast
 
 from gossamer.api.gen import policy_pb2 as pb
-from gossamer.proxy.balance import AccrualSettings, EndpointBalancer, EndpointHandle
+from gossamer.proxy.balance import (
+    AccrualSettings,
+    EndpointBalancer,
+    EndpointHandle,
+    ProbeHandle,
+)
 from gossamer.proxy.control.destination import DestinationClient, DestinationWatch, EndpointMeta
 from gossamer.proxy.control.policy import PolicyClient, PolicyWatch
 from gossamer.proxy.errors import Overloaded, ProxyError
@@ -56,14 +61,23 @@ class BackendTarget:
         self._version = -1
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def pick(self, now: float) -> tuple[EndpointHandle, EndpointMeta] | None:
+    def pick(self, now: float, avoid: object = None) -> tuple[EndpointHandle, EndpointMeta] | None:
+        """An endpoint for one request; a retry passes the one that just failed as `avoid`,
+        and gets another when the balancer has one to give."""
         watch = self.watch
         if watch.version != self._version:
             self._version = watch.version
             self.balancer.update(watch.endpoints)
-        handle = self.balancer.pick(now)
+        balancer = self.balancer
+        handle = balancer.pick(now)
         if handle is None:
             return None
+        if avoid is not None and handle.addr == avoid and len(balancer) > 1:
+            other = balancer.pick(now)
+            if other is not None and other.addr != avoid:
+                handle, other = other, handle
+            if other is not None and other is not handle and isinstance(other, ProbeHandle):
+                other.cancel()  # a probe picked and not used gives its turn back
         return handle, watch.endpoints[cast(Addr, handle.addr)]
 
     def set_accrual(self, accrual: AccrualSettings | None) -> None:
