@@ -120,9 +120,16 @@ class Mesh:
     state: StateDir
     trust: Trust
 
+    def pods(self) -> dict[str, dict[str, Any]]:
+        out = gossamer(self.state, "get", "pods", "-n", NS, "-o", "json").stdout
+        return {pod["metadata"]["name"]: pod for pod in json.loads(out)["items"]}
+
     def pod(self, name: str) -> dict[str, Any]:
-        out = gossamer(self.state, "get", "pod", name, "-n", NS, "-o", "json").stdout
-        return json.loads(out)  # type: ignore[no-any-return]
+        """The pod's object; an empty one while it is being replaced."""
+        return self.pods().get(name, {"metadata": {}, "status": {}})
+
+    def ready_pods(self) -> set[str]:
+        return {name for name, pod in self.pods().items() if pod["status"]["ready"]}
 
     def exec(self, pod: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return gossamer(self.state, "exec", pod, "-n", NS, "--", *cmd, check=check)
@@ -276,7 +283,8 @@ def test_a_replaced_pod_cannot_use_its_old_token(mesh: Mesh) -> None:
 
     def replaced() -> dict[str, Any] | None:
         pod = mesh.pod("client-0")
-        fresh = pod["metadata"]["uid"] != before["metadata"]["uid"] and pod["status"]["ready"]
+        fresh = pod["metadata"].get("uid") != before["metadata"]["uid"]
+        fresh = fresh and pod["status"].get("ready")
         return pod if fresh else None
 
     after = eventually(replaced)
@@ -305,8 +313,25 @@ def test_a_replaced_pod_cannot_use_its_old_token(mesh: Mesh) -> None:
     assert f"{NS}/client-0: no certificate" in checked.stdout and "was replaced" in checked.stdout
     # Replaced once more, it gets a token of its own and works again.
     gossamer(mesh.state, "delete", "pod", "client-0", "-n", NS)
-    eventually(lambda: mesh.pod("client-0")["status"]["ready"], timeout=30)
+    eventually(lambda: "client-0" in mesh.ready_pods(), timeout=30)
     assert mesh.exec("client-0", "curl", "-sf", "-m", "5", SERVER_URL).returncode == 0
+
+
+def test_after_a_supervisor_crash_the_mesh_keeps_the_users_trust(mesh: Mesh) -> None:
+    crashed = RuntimeInfo.load(mesh.state)
+    assert crashed is not None
+    os.kill(crashed.supervisor_pid, signal.SIGKILL)
+    eventually(lambda: not process_alive(crashed.supervisor_pid), timeout=5)
+    assert "is up" in gossamer(mesh.state, "up").stdout  # no trust flags this time
+    runtime = RuntimeInfo.load(mesh.state)
+    assert runtime is not None and runtime.supervisor_pid != crashed.supervisor_pid
+    assert runtime.trust_anchors_file == str(mesh.trust.anchors)
+    assert runtime.identity_cert_lifetime == 3600
+    eventually(lambda: mesh.ready_pods() == {"server-0", "client-0"}, timeout=30)
+    assert mesh.exec("client-0", "curl", "-sf", "-m", "5", SERVER_URL).returncode == 0
+    issuer = x509.load_pem_x509_certificate(mesh.trust.issuer_certificate.read_bytes())
+    pem = gossamer(mesh.state, "identity", "client-0", "-n", NS, "--pem").stdout
+    assert x509.load_pem_x509_certificates(pem.encode())[1] == issuer
 
 
 def test_down_leaves_no_token_and_keeps_the_users_trust(mesh: Mesh) -> None:

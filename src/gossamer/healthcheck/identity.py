@@ -119,7 +119,8 @@ async def proxies_certified(ctx: LocalCheckContext) -> str | None:
     expiries = [expiry for _, expiry in found if expiry is not None]
     if not expiries:
         return "no meshed pods"
-    return f"{len(expiries)} proxies; the first certificate expires {min(expiries):%Y-%m-%d %H:%M} UTC"
+    first = min(expiries)
+    return f"{len(expiries)} proxies; the first certificate expires {first:%Y-%m-%d %H:%M} UTC"
 
 
 def _certificate_of(

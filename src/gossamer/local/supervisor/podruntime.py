@@ -17,8 +17,8 @@ Theory of operation. `start` runs three phases in one task:
 
 Every exit counts as a restart. Each change of what the pod reports (phase, readiness, PIDs,
 restarts, reason) calls `on_change`, which the workload controller turns into a `Pod` status
-write. `stop` cancels the task, stops both processes by process group and removes the
-namespace, its `/etc/netns` files and its join token.
+write (`podobject`). `stop` cancels the task, stops both processes by process group and
+removes the namespace, its `/etc/netns` files and its join token.
 """
 
 from __future__ import annotations
@@ -32,18 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gossamer.core.resources import (
-    Container,
-    ContainerPort,
-    EnvVar,
-    ObjectMeta,
-    PodPhase,
-    PodSpec,
-    PodStatus,
-    ProxyStatus,
-    Resource,
-    WorkloadSpec,
-)
+from gossamer.core.resources import PodPhase, PodStatus, ProxyStatus, Resource, WorkloadSpec
 from gossamer.core.resources.formats import format_timestamp
 from gossamer.local.backoff import RestartBackoff
 from gossamer.local.hosts import PodIdentity
@@ -53,14 +42,13 @@ from gossamer.local.pod import ADMIN_PORT, PROXY_UID, Pod, base_env
 from gossamer.local.supervisor.children import Child, spawn
 from gossamer.local.supervisor.dns import ClusterDNS
 from gossamer.local.supervisor.network import NodeNetwork
+from gossamer.local.supervisor.podobject import NETNS_ANNOTATION as NETNS_ANNOTATION
+from gossamer.local.supervisor.podobject import pod_object
 from gossamer.local.supervisor.probes import http_status, tcp_open_in_netns
 from gossamer.local.supervisor.proxylog import ProxyLog
 
 log = logging.getLogger(__name__)
 
-PROXY_CONTAINER = "gossamer-proxy"
-CONTROL_PLANE_LABEL = "gossamer.dev/control-plane-ns"
-NETNS_ANNOTATION = "local.gossamer.dev/netns"
 SETUP_ATTEMPTS = 5
 PROXY_RESTARTING = "ProxyRestarting"
 CERTIFICATE_NOT_ISSUED = "CertificateNotIssued"
@@ -371,31 +359,6 @@ class PodRuntime:
 
     def to_resource(self) -> Resource:
         """The `Pod` object this runtime reports."""
-        plan, spec = self.plan, self.plan.spec
-        containers = [
-            Container(
-                name=plan.workload,
-                command=spec.command,
-                env=tuple(EnvVar(name, value) for name, value in sorted(spec.env.items())),
-                ports=tuple(ContainerPort(port) for port in spec.ports),
-            )
-        ]
-        labels = dict(spec.pod_labels(plan.workload))
-        if self.meshed:
-            containers.append(
-                Container(
-                    name=PROXY_CONTAINER,
-                    command=(self._settings.python, "-m", "gossamer.proxy"),
-                    ports=(
-                        ContainerPort(4143, name="gossamer-proxy"),
-                        ContainerPort(ADMIN_PORT, name="gossamer-admin"),
-                    ),
-                )
-            )
-            labels[CONTROL_PLANE_LABEL] = "gossamer"
-        annotations = {}
-        if self._pod is not None:
-            annotations[NETNS_ANNOTATION] = self._pod.netns
         status = PodStatus(
             phase=self.phase,
             pod_ip=self.pod_ip,
@@ -407,14 +370,12 @@ class PodRuntime:
             proxy=ProxyStatus(self.proxy_ready) if self.meshed else None,
             pids=dict(self.pids),
         )
-        return Resource(
-            api_version="v1",
-            kind="Pod",
-            metadata=ObjectMeta(
-                name=plan.name, namespace=plan.namespace, labels=labels, annotations=annotations
-            ),
-            spec=PodSpec(
-                containers=tuple(containers), service_account_name=spec.service_account_name
-            ),
-            status=status,
+        return pod_object(
+            self.plan.namespace,
+            self.plan.name,
+            self.plan.workload,
+            self.plan.spec,
+            status,
+            proxy_python=self._settings.python if self.meshed else None,
+            netns=self._pod.netns if self._pod is not None else None,
         )
