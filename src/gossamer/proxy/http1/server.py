@@ -23,7 +23,6 @@ from gossamer.proxy.http1.exchange import Exchange
 from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
 from gossamer.proxy.metrics import HttpStats, TlsLabels
 from gossamer.proxy.outbound.plan import RequestPlan
-from gossamer.proxy.routing import apply_header_modifiers, request_info
 from gossamer.proxy.runtime import INBOUND, ConnectionContext, ProxyRuntime
 from gossamer.proxy.tcp import errno_label, reset
 
@@ -272,6 +271,9 @@ class Http1ServerProtocol(asyncio.Protocol):
         authority: bytes,
     ) -> tuple[RequestPlan, list[tuple[bytes, bytes]]]:
         """Routes a request to a service: route, backend, retries, timeouts."""
+        # Imported here: only proxies with a control plane route (see outbound/plan.py).
+        from gossamer.proxy.routing import apply_header_modifiers, request_info
+
         now = self.loop.time()
         routes = service.routes()
         selected = routes.always or routes.select(request_info(method, url, headers))

@@ -13,13 +13,15 @@ import asyncio
 import re
 from typing import TYPE_CHECKING
 
-from gossamer.proxy.balance import EndpointHandle
 from gossamer.proxy.metrics import RouteStats
-from gossamer.proxy.routing import HeaderModifiers, SelectedRoute, apply_header_modifiers
 
 if TYPE_CHECKING:
+    # Types only: routing brings the generated protobuf code (~5 MiB), which a proxy
+    # without a control plane never needs.
+    from gossamer.proxy.balance import EndpointHandle
     from gossamer.proxy.control.destination import EndpointMeta
     from gossamer.proxy.outbound.service import BackendTarget, OutboundService
+    from gossamer.proxy.routing import HeaderModifiers, SelectedRoute
 
 MAX_REPLAY = 64 * 1024
 
@@ -120,6 +122,8 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 def rewrite_response_head(held: bytes, modifiers: HeaderModifiers) -> bytes:
     """Applies response header modifiers to the head at the start of `held`."""
+    from gossamer.proxy.routing import apply_header_modifiers
+
     match = _HEAD_END.search(held)
     if match is None:
         return held
