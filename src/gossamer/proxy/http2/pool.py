@@ -42,7 +42,10 @@ class UpstreamPool:
 
     def acquire(self, ctx: ConnectionContext) -> TargetPool:
         """The target pool for a client connection's streams; `release_user` when done."""
-        key = (ctx.direction, ctx.target, ctx.tls_dst)
+        return self.acquire_key((ctx.direction, ctx.target, ctx.tls_dst))
+
+    def acquire_key(self, key: PoolKey) -> TargetPool:
+        """The target pool for (direction, endpoint, tls): per stream, for routed traffic."""
         targets = self._targets.get(key)
         if targets is None:
             targets = self._targets[key] = TargetPool(self, key)

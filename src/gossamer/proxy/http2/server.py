@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
+from gossamer.proxy.errors import NoRoute, ProxyError
 from gossamer.proxy.http2.connection import H2ConnectionError
 from gossamer.proxy.http2.endpoint import H2Endpoint, errno_label
 from gossamer.proxy.http2.frames import ErrorCodes
-from gossamer.proxy.http2.headers import Header, MalformedHeaders, sanitize_request
+from gossamer.proxy.http2.headers import Header, MalformedHeaders, RequestHead, sanitize_request
 from gossamer.proxy.http2.limits import http2_limits
 from gossamer.proxy.http2.pool import upstream_pool
 from gossamer.proxy.http2.stream import ProxiedStream
 from gossamer.proxy.metrics import HttpStats
 from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
+
+if TYPE_CHECKING:
+    from gossamer.proxy.outbound.service import OutboundService
 
 log = logging.getLogger("gossamer.proxy.http2")
 
@@ -173,13 +177,83 @@ class Http2ServerProtocol(H2Endpoint):
             authority = head.authority.decode("latin-1")
             stats = self.runtime.metrics.http(ctx.direction, authority, ctx.target, self.tls)
             self._stats[head.authority] = stats
-        stats.requests += 1
-        stream = ProxiedStream(self, sid, head, stats, self._loop.time(), self.targets)
+        service = self.ctx.service
+        failure: ProxyError | None = None
+        if service is not None:
+            stream, failure = self._routed_stream(service, sid, head, headers, stats)
+        else:
+            stats.requests += 1
+            stream = ProxiedStream(self, sid, head, stats, self._loop.time(), self.targets)
         self.streams[sid] = stream
         if end_stream:
             # Lets the upstream HEADERS carry END_STREAM instead of an empty DATA frame.
             stream.request.ended = True
-        self.targets.dispatch(stream)
+        if failure is not None:
+            stream.fail(failure)
+            return
+        stream.targets.dispatch(stream)
+
+    def _routed_stream(
+        self,
+        service: OutboundService,
+        sid: int,
+        head: RequestHead,
+        headers: list[Header],
+        stats: HttpStats,
+    ) -> tuple[ProxiedStream, ProxyError | None]:
+        """Outbound to a service: a route, a weighted backend and a balanced endpoint for
+        this stream (per request, as for HTTP/1; retries stay HTTP/1's for now)."""
+        from gossamer.proxy.outbound.service import NoEndpoints
+        from gossamer.proxy.routing import request_info
+
+        now = self._loop.time()
+        routes = service.routes()
+        selected = routes.always
+        if selected is None:
+            pseudo = {name: value for name, value in headers if name[:1] == b":"}
+            selected = routes.select(
+                request_info(pseudo.get(b":method", b"GET"), pseudo.get(b":path", b"/"), headers)
+            )
+        backend = selected.backend() if selected is not None else None
+        if selected is None or backend is None:
+            stats.requests += 1
+            failure: ProxyError = NoRoute(
+                f"no route of {service.name} with a backend matches the request"
+            )
+            return ProxiedStream(self, sid, head, stats, now, self.targets), failure
+        picked = service.backend(backend.authority).pick(now)
+        if picked is None:
+            stats.requests += 1
+            failure = NoEndpoints(f"no endpoints of {backend.authority} are available")
+            return ProxiedStream(self, sid, head, stats, now, self.targets), failure
+        handle, meta = picked
+        handle.start()
+        tls = service.tls_for(meta)
+        addr = cast(tuple[str, int], handle.addr)
+        targets = upstream_pool(self.runtime).acquire_key((self.ctx.direction, addr, tls))
+        route_stats = self.runtime.metrics.route(
+            (service.name, service.namespace, service.port),
+            selected.route_name,
+            selected.route_kind,
+        )
+        route_stats.requests += 1
+        endpoint_stats = self.runtime.metrics.http(
+            self.ctx.direction, head.authority.decode("latin-1"), addr, tls
+        )
+        endpoint_stats.requests += 1
+        stream = ProxiedStream(self, sid, head, endpoint_stats, now, targets)
+
+        def done(stream: ProxiedStream) -> None:
+            end = self._loop.time()
+            grpc_ok = stream.grpc_status in (None, 0)
+            success = 0 < stream.status < 500 and grpc_ok
+            handle.finish(success, end - now if success else None, end)
+            if stream.status:
+                route_stats.response(stream.status, end - now, stream.grpc_status)
+            targets.release_user()
+
+        stream.on_done = done
+        return stream, None
 
     def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:
         stream = self.streams.get(sid)

@@ -31,6 +31,7 @@ Finishing also unlinks the flows from the stream, so nothing of it outlives the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gossamer.proxy.errors import ProxyError, UpstreamProtocolError
@@ -69,6 +70,7 @@ class ProxiedStream:
         "grpc_status",
         "head",
         "headers_sent",
+        "on_done",
         "recorded",
         "request",
         "response",
@@ -106,6 +108,8 @@ class ProxiedStream:
         self.recorded = False
         self.done = False
         self.retries = 0
+        # Called once when the stream is over (outbound routing: balancer, route stats).
+        self.on_done: Callable[[ProxiedStream], None] | None = None
 
     # -- attaching to an upstream connection ---------------------------------------------
     def attach(self, conn: UpstreamConnection, u_sid: int, end_sent: bool) -> None:
@@ -255,6 +259,9 @@ class ProxiedStream:
         request.stream = response.stream = None
         self._release_upstream()
         self.downstream.stream_closed(self.d_sid)
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None:
+            on_done(self)
 
     def _abort(self, upstream_code: int | None, client_code: int | None, error: str | None) -> None:
         """Resets whichever sides are given a code, records an error, and finishes."""
