@@ -3,7 +3,8 @@
 Every process is started through `Pod.spawn` (so the sandbox records its PID and stops it
 by PID when the node is destroyed) with a `taskset` prefix: origins on the load core,
 proxies on the proxy core. The Gossamer proxies run as the proxy uid (2102) in meshed pods,
-exactly as `gossamer run` will start them.
+exactly as `gossamer run` will start them; HAProxy and nginx in meshed pods are sidecars
+behind the same rules, run as that uid too (`setpriv`), their files under /run owned by it.
 
 Certified pods (mutual TLS) get the mesh's control plane, as `tests/e2e/test_mtls.py` sets
 it up: trust from `ensure_trust`, Pods and Services in a SQLite store, the destination and
@@ -96,6 +97,9 @@ class LiveTestbed:
         self._control_error: str | None = None
         self.certify_requests: Path | None = None
         self._syn_rules: set[tuple[str, int]] = set()
+        # HAProxy and nginx sidecars' files (config, TLS, nginx prefix): under /run, owned by
+        # the proxy uid they run as (the sandbox's state directories are root's 0700).
+        self._sidecars: Path | None = None
 
     def other_work(self) -> OtherWork:
         """Measures CPU used outside this testbed's namespaces (and this process)."""
@@ -141,6 +145,9 @@ class LiveTestbed:
         if self._tokens is not None:
             shutil.rmtree(self._tokens, ignore_errors=True)
             self._tokens = None
+        if self._sidecars is not None:
+            shutil.rmtree(self._sidecars, ignore_errors=True)
+            self._sidecars = None
 
     # Mutual TLS ---------------------------------------------------------------------------
 
@@ -203,8 +210,9 @@ class LiveTestbed:
                 "GOSSAMER_PROXY_IDENTITY_TOKEN_FILE": str(token),
             }
 
-    def _tls_files(self, spec: ProxySpec) -> TlsFiles:
-        """An ECDSA P-256 leaf for the instance's identity, from the mesh's issuer."""
+    def _tls_files(self, spec: ProxySpec, directory: Path) -> TlsFiles:
+        """An ECDSA P-256 leaf for the instance's identity, from the mesh's issuer, and a copy
+        of the trust anchors, in `directory`."""
         trust = self._trust()
         issuer_cert = x509.load_pem_x509_certificate(trust.issuer_certificate.read_bytes())
         issuer_key = serialization.load_pem_private_key(trust.issuer_key.read_bytes(), None)
@@ -224,13 +232,13 @@ class LiveTestbed:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        pod = self.pods[spec.pod]
         files = TlsFiles(
-            ca=trust.trust_anchors,
-            chain=pod.state_dir / f"{spec.name}.crt",
-            key=pod.state_dir / f"{spec.name}.key",
-            bundle=pod.state_dir / f"{spec.name}.pem",
+            ca=directory / "trust-anchors.pem",
+            chain=directory / f"{spec.name}.crt",
+            key=directory / f"{spec.name}.key",
+            bundle=directory / f"{spec.name}.pem",
         )
+        files.ca.write_bytes(trust.trust_anchors.read_bytes())
         files.chain.write_bytes(chain)
         files.key.write_bytes(key_pem)
         files.key.chmod(0o600)
@@ -283,17 +291,36 @@ class LiveTestbed:
     ) -> PodProcess:
         return pod.spawn([*self.cpus.taskset(role), *argv], name=name, uid=uid, env=env)
 
-    def _write(self, pod: Pod, name: str, text: str) -> Path:
-        path = pod.state_dir / name
-        path.write_text(text)
-        return path
+    def _sidecar_dir(self, name: str) -> Path:
+        """A directory for one sidecar's files that its uid owns (under a 0711 one in /run)."""
+        if self._sidecars is None:
+            self._sidecars = Path(tempfile.mkdtemp(prefix="gossamer-bench-sidecars-", dir="/run"))
+            self._sidecars.chmod(0o711)
+        directory = self._sidecars / name
+        directory.mkdir(mode=0o700)
+        return directory
 
-    def _nginx(self, pod: Pod, name: str, render: Callable[[Path], str], role: str) -> PodProcess:
-        """nginx with its own prefix directory (pid file, temp paths) in the pod's state dir."""
-        work = pod.state_dir / name
+    def _nginx(
+        self,
+        pod: Pod,
+        name: str,
+        render: Callable[[Path], str],
+        role: str,
+        directory: Path | None = None,
+        uid: int | None = None,
+    ) -> PodProcess:
+        """nginx with its own prefix directory (pid file, temp paths) in `directory` (the
+        pod's state directory by default); errors to stderr (`-e`: nginx opens its built-in
+        error log before reading the configuration, which a non-root uid cannot)."""
+        directory = pod.state_dir if directory is None else directory
+        work = directory / name
         work.mkdir(exist_ok=True)
-        path = self._write(pod, f"{name}.conf", render(work))
-        return self._spawn(pod, ["nginx", "-p", str(work), "-c", str(path)], role, name)
+        path = directory / f"{name}.conf"
+        path.write_text(render(work))
+        if uid is not None:
+            _chown_tree(directory, uid)
+        argv = ["nginx", "-e", "stderr", "-p", str(work), "-c", str(path)]
+        return self._spawn(pod, argv, role, name, uid=uid)
 
     def _start_origin(self, pod: Pod) -> None:
         process = self._nginx(pod, "origin", configs.origin_nginx, "load")
@@ -302,9 +329,14 @@ class LiveTestbed:
 
     def _start_proxy(self, spec: ProxySpec) -> PodProcess:
         pod = self.pods[spec.pod]
-        tls = self._tls_files(spec) if spec.tls else None
         if spec.kind == "identity":
             return self._start_certify_service(spec)
+        # HAProxy and nginx in meshed pods are sidecars behind the `gossamer init` rules: run
+        # as the proxy uid, so that their own upstream connections skip the redirect.
+        sidecar = spec.kind != "gossamer" and self.spec.pod(spec.pod).meshed
+        directory = self._sidecar_dir(spec.name) if sidecar else pod.state_dir
+        uid = PROXY_UID if sidecar else None
+        tls = self._tls_files(spec, directory) if spec.tls else None
         if spec.kind == "gossamer":
             env = dict(GOSSAMER_ENV)
             if self.spec.pod(spec.pod).service_account is not None:
@@ -320,14 +352,20 @@ class LiveTestbed:
             except SandboxError as error:
                 raise BringupError(f"{spec.name}: {error}") from None
         elif spec.kind == "haproxy":
-            path = self._write(pod, f"{spec.name}.cfg", configs.haproxy(spec, self.address, tls))
-            process = self._spawn(pod, ["haproxy", "-db", "-f", str(path)], "proxy", spec.name)
+            path = directory / f"{spec.name}.cfg"
+            path.write_text(configs.haproxy(spec, self.address, tls))
+            if uid is not None:
+                _chown_tree(directory, uid)
+            argv = ["haproxy", "-db", "-f", str(path)]
+            process = self._spawn(pod, argv, "proxy", spec.name, uid=uid)
         elif spec.kind == "nginx":
             process = self._nginx(
                 pod,
                 spec.name,
                 lambda work: configs.nginx_proxy(spec, work, self.address, tls),
                 "proxy",
+                directory,
+                uid,
             )
         else:
             raise BringupError(f"{spec.name}: unknown proxy kind {spec.kind!r}")
@@ -406,6 +444,11 @@ class LiveTestbed:
         return _metric_sum(done.stdout, "request_total", *must_contain), _metric_sum(
             done.stdout, "response_total", 'classification="success"', *must_contain
         )
+
+
+def _chown_tree(directory: Path, uid: int) -> None:
+    for path in (directory, *directory.rglob("*")):
+        os.chown(path, uid, uid)
 
 
 def _metric_sum(text: str, name: str, *must_contain: str) -> int:

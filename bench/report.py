@@ -395,6 +395,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"(HTTP/2), {s['throughput_s']} s · latency: h2load at a fixed "
         f"{s['latency_rate_rps']} req/s, {s['latency_s']} s",
         "",
+        "Every proxy (Gossamer, HAProxy, nginx) runs as a sidecar behind the same `gossamer init` "
+        "iptables interception: the load generator dials the origin's (or next pod's) address, "
+        "REDIRECT takes it to the sidecar on 127.0.0.1:4140, the next pod's to its sidecar on "
+        "4143; sidecars run as uid 2102, which the rules let through.",
+        "",
         "| scenario | rps | vs HAProxy | p50 ms | p99 ms | proxy CPU µs/req | proxy core "
         "| limited by | RSS idle MiB | RSS load MiB |",
         "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",

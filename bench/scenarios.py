@@ -23,13 +23,14 @@ from bench.testbed import (
     CERTIFY_PORT,
     CONTROL_POD,
     H1,
-    PORTS,
     PROTOCOLS,
     SERVICE_PORT,
     Endpoint,
     mtls_service,
     named,
     origin_port,
+    peer_pod,
+    peer_tls_hop,
 )
 
 HTTP = "http"
@@ -79,15 +80,25 @@ def _paths(p: str) -> tuple[Scenario, ...]:
     """One round's order: systems alternate so that drift in the machine's speed during a
     run falls on all of them alike."""
 
-    def explicit(path: str, system: str, *instances: str, tls: bool = False) -> Scenario:
-        target = Endpoint(None, PORTS[instances[0]][p])
-        hop = Endpoint("origin", PORTS[instances[-1]][p]) if tls else None
-        proxies = tuple(named(i, p) for i in instances)
-        return Scenario(path, system, p, "client", target, proxies, tls_hop=hop)
+    def peer(path: str, system: str, *instances: str) -> Scenario:
+        """HAProxy or nginx as sidecars: the load generator in the meshed `a` pod dials what
+        it would dial through Gossamer (the origin pod, or the `b` pod, on the origin's
+        port) and the `gossamer init` rules take the connection to the sidecar."""
+        kind = path.removeprefix(f"{system}-")
+        upstream = "origin" if kind == "single" else peer_pod(system, kind, "b", p)
+        return Scenario(
+            path,
+            system,
+            p,
+            peer_pod(system, kind, "a", p),
+            Endpoint(upstream, origin_port(p)),
+            tuple(named(i, p) for i in instances),
+            tls_hop=peer_tls_hop(system, p) if kind == "tls" else None,
+        )
 
     return (
         Scenario("direct", "direct", p, "client", Endpoint("origin", origin_port(p))),
-        explicit("haproxy-single", "haproxy", "haproxy-single"),
+        peer("haproxy-single", "haproxy", "haproxy-single"),
         Scenario(
             "gossamer-single",
             "gossamer",
@@ -98,8 +109,8 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             baseline_path="haproxy-single",
             ratio_base="single_proxy",
         ),
-        explicit("nginx-single", "nginx", "nginx-single"),
-        explicit("haproxy-chain", "haproxy", "haproxy-chain-a", "haproxy-chain-b"),
+        peer("nginx-single", "nginx", "nginx-single"),
+        peer("haproxy-chain", "haproxy", "haproxy-chain-a", "haproxy-chain-b"),
         Scenario(
             "gossamer-mesh",
             "gossamer",
@@ -110,8 +121,8 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             baseline_path="haproxy-chain",
             ratio_base="mesh_path",
         ),
-        explicit("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),
-        explicit("haproxy-tls", "haproxy", "haproxy-tls-a", "haproxy-tls-b", tls=True),
+        peer("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),
+        peer("haproxy-tls", "haproxy", "haproxy-tls-a", "haproxy-tls-b"),
         Scenario(
             "gossamer-mtls",
             "gossamer",
@@ -125,7 +136,7 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             ratio_suffix="vs_haproxy_tls",
             tls_hop=Endpoint(named("mt-b", p), origin_port(p)),
         ),
-        explicit("nginx-tls", "nginx", "nginx-tls-a", "nginx-tls-b", tls=True),
+        peer("nginx-tls", "nginx", "nginx-tls-a", "nginx-tls-b"),
     )
 
 

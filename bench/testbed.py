@@ -1,19 +1,26 @@
 """The testbed as data: pods, origin servers and proxy instances (no I/O here).
 
-Pods are network namespaces of the `gossamer.local` sandbox. A *meshed* pod gets the
-`gossamer init` rules, so its outbound traffic goes to the Gossamer proxy through iptables
-REDIRECT (the proxy finds its target from SO_ORIGINAL_DST) and inbound traffic to the
-proxy's inbound port. HAProxy and nginx are explicit proxies: the client dials them on
-loopback and each listener (`Route`) forwards to a fixed upstream.
+Pods are network namespaces of the `gossamer.local` sandbox. Every pod that runs a proxy
+under test is *meshed*: it gets the `gossamer init` rules, so its outbound traffic goes to
+its sidecar on 127.0.0.1:4140 through iptables REDIRECT and inbound traffic to its sidecar
+on 0.0.0.0:4143. The Gossamer proxy finds its target from SO_ORIGINAL_DST; HAProxy and nginx
+are sidecars behind the same interception (run as the proxy uid too, so their upstream
+connections skip it) and each listener (`Route`) forwards to a fixed upstream.
 
-    client      wrk, h2load; haproxy-single-*, haproxy-chain-a-*, nginx-single-*, nginx-chain-a-*
-    origin      origin nginx; haproxy-chain-b-*, nginx-chain-b-*
+    client      wrk, h2load for the direct path (not meshed)
+    origin      origin nginx (direct and single paths' upstream; not meshed)
     gs-a-h1     meshed: wrk, h2load, gossamer-single-h1 (outbound)       -> origin
     gm-a-h1     meshed: wrk, h2load, gossamer-mesh-a-h1 (outbound)       -> gm-b-h1
     gm-b-h1     meshed: gossamer-mesh-b-h1 (inbound) -> origin nginx on 127.0.0.1
     mt-a-h1     meshed, certified: wrk, h2load, gossamer-mtls-a-h1 (outbound) -> service mt-h1
     mt-b-h1     meshed, certified: gossamer-mtls-b-h1 (inbound) -> origin nginx on 127.0.0.1
-    (and the same five pods for h2)
+    hs-a-h1     meshed: wrk, h2load, haproxy-single-h1 (127.0.0.1:4140)  -> origin
+    hc-a-h1     meshed: wrk, h2load, haproxy-chain-a-h1 (127.0.0.1:4140) -> hc-b-h1
+    hc-b-h1     meshed: haproxy-chain-b-h1 (0.0.0.0:4143) -> origin nginx on 127.0.0.1
+    ht-a-h1     meshed: wrk, h2load, haproxy-tls-a-h1 (4140)  -> TLS -> ht-b-h1
+    ht-b-h1     meshed: haproxy-tls-b-h1 (TLS on 4143) -> origin nginx on 127.0.0.1
+    ns-a-h1, nc-a-h1, nc-b-h1, nt-a-h1, nt-b-h1: the same for nginx
+    (and the same pods for h2)
     control     destination and identity services of the certified pods; certify-identity
 
 Mutual TLS: the certified pods (`mt-*`) are Pods of a SQLite store with a service account;
@@ -34,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gossamer.control.identity.names import identity_name
+from gossamer.local.iptables import DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT
 
 # Every origin serves a tiny fixed response: HTTP/1.1 on one port, h2c (prior knowledge)
 # on the other.
@@ -59,19 +67,9 @@ CERTIFY_PORT = 9443
 # Services' virtual IPs: outside the sandbox's pod subnet (10.77.0.0/16).
 SERVICE_PORT = 80
 
-# Listener ports of the explicit proxies, by instance and protocol.
-PORTS = {
-    "haproxy-single": {H1: 10080, H2: 10081},
-    "haproxy-chain-a": {H1: 10180, H2: 10181},
-    "haproxy-chain-b": {H1: 9080, H2: 9081},
-    "nginx-single": {H1: 11080, H2: 11081},
-    "nginx-chain-a": {H1: 11180, H2: 11181},
-    "nginx-chain-b": {H1: 9180, H2: 9181},
-    "haproxy-tls-a": {H1: 10280, H2: 10281},
-    "haproxy-tls-b": {H1: 9280, H2: 9281},
-    "nginx-tls-a": {H1: 11280, H2: 11281},
-    "nginx-tls-b": {H1: 9380, H2: 9381},
-}
+# Where every sidecar listens (the `gossamer init` defaults): HAProxy and nginx sidecars too.
+OUTBOUND_PORT = DEFAULT_OUTBOUND_PORT  # 127.0.0.1
+INBOUND_PORT = DEFAULT_INBOUND_PORT  # 0.0.0.0
 VIPS = {H1: "10.97.0.10", H2: "10.97.0.11"}
 
 
@@ -188,120 +186,74 @@ def named(base: str, protocol: str) -> str:
     return f"{base}-{protocol}"
 
 
-def _route(instance: str, p: str, bind: str, upstream: Endpoint, upstream_p: str) -> Route:
-    return Route(bind, PORTS[instance][p], p, upstream, upstream_p)
+# The peers' pods, by system: `hs-a-h1` is HAProxy's single path, `hc-a`/`hc-b` its chain,
+# `ht-a`/`ht-b` its TLS chain; `n*` the same for nginx.
+PEER_POD_PREFIX = {"haproxy": "h", "nginx": "n"}
+PEER_PATHS = {"single": "s", "chain": "c", "tls": "t"}
 
 
-def _tls_route(
-    instance: str,
-    p: str,
-    bind: str,
-    upstream: Endpoint,
-    upstream_p: str,
-    *,
-    listen: bool = False,
-    upstream_identity: str | None = None,
-) -> Route:
-    return Route(bind, PORTS[instance][p], p, upstream, upstream_p, listen, upstream_identity)
+def peer_pod(system: str, path: str, side: str, p: str) -> str:
+    """`peer_pod("haproxy", "chain", "b", "h1")` -> `hc-b-h1`."""
+    return named(f"{PEER_POD_PREFIX[system]}{PEER_PATHS[path]}-{side}", p)
 
 
-def _explicit_tls(p: str) -> tuple[ProxySpec, ...]:
-    """Two HAProxy (and two nginx) with mutual TLS between them: A takes plaintext from the
-    client on loopback and dials B with TLS; B requires A's client certificate and forwards
-    to the origin on 127.0.0.1. As in the plaintext chains, HAProxy speaks the client's
-    protocol on every hop (HTTP/2 over TLS with ALPN h2) and nginx HTTP/1.1 upstream."""
-    loopback_origin = Endpoint(None, origin_port(p))
-    haproxy_b, nginx_b = named("haproxy-tls-b", p), named("nginx-tls-b", p)
+def _peer_pods(p: str) -> tuple[PodSpec, ...]:
+    """Meshed pods (the `gossamer init` rules) for the HAProxy and nginx sidecars: an `a` pod
+    per path (load generator and outbound sidecar), a `b` pod per chain (origin and inbound
+    sidecar). The single paths' upstream is the shared, un-meshed `origin` pod, as for
+    gossamer-single."""
+    pods = []
+    for system in PEER_POD_PREFIX:
+        for path in PEER_PATHS:
+            pods.append(PodSpec(peer_pod(system, path, "a", p), meshed=True))
+            if path != "single":
+                pods.append(PodSpec(peer_pod(system, path, "b", p), meshed=True, origin=True))
+    return tuple(pods)
+
+
+def peer_upstream_port(system: str, p: str) -> int:
+    """The port a peer's outbound sidecar dials at the next hop (the origin's port, as an
+    application would; the next pod's inbound REDIRECT takes it to its sidecar on 4143):
+    HAProxy speaks the client's protocol upstream, nginx HTTP/1.1 only."""
+    return origin_port(p) if system == "haproxy" else ORIGIN_H1_PORT
+
+
+def peer_tls_hop(system: str, p: str) -> Endpoint:
+    """Where the TLS chain's A dials B: SYNs to it are counted (before B's REDIRECT)."""
+    return Endpoint(peer_pod(system, "tls", "b", p), peer_upstream_port(system, p))
+
+
+def _peers(system: str, p: str) -> tuple[ProxySpec, ...]:
+    """HAProxy or nginx as sidecars behind the same interception as Gossamer: the outbound
+    instance listens on 127.0.0.1:4140 in the `a` pod and forwards to a fixed upstream (the
+    origin pod, or the `b` pod's IP, where the REDIRECT hands the connection to the inbound
+    instance on 0.0.0.0:4143, which forwards to the origin on 127.0.0.1). The TLS chain's A
+    dials B with TLS and B terminates it on 4143, requiring A's client certificate."""
+    up_p = p if system == "haproxy" else H1
+    up_port = peer_upstream_port(system, p)
+    inbound_upstream = Endpoint(None, up_port)
+
+    def name(path: str, side: str) -> str:
+        return named(f"{system}-{path}" + (f"-{side}" if side else ""), p)
+
+    def a(path: str, upstream: Endpoint, identity: str | None = None) -> ProxySpec:
+        side = "" if path == "single" else "a"
+        route = Route(LOCAL, OUTBOUND_PORT, p, upstream, up_p, upstream_identity=identity)
+        return ProxySpec(name(path, side), system, peer_pod(system, path, "a", p), (route,))
+
+    def b(path: str, tls: bool = False) -> ProxySpec:
+        route = Route(ANY, INBOUND_PORT, up_p, inbound_upstream, up_p, tls_listen=tls)
+        return ProxySpec(name(path, "b"), system, peer_pod(system, path, "b", p), (route,))
+
+    def next_hop(path: str) -> Endpoint:
+        return Endpoint(peer_pod(system, path, "b", p), up_port)
+
     return (
-        ProxySpec(
-            named("haproxy-tls-a", p),
-            "haproxy",
-            "client",
-            (
-                _tls_route(
-                    "haproxy-tls-a",
-                    p,
-                    LOCAL,
-                    Endpoint("origin", PORTS["haproxy-tls-b"][p]),
-                    p,
-                    upstream_identity=tls_identity(haproxy_b),
-                ),
-            ),
-        ),
-        ProxySpec(
-            haproxy_b,
-            "haproxy",
-            "origin",
-            (_tls_route("haproxy-tls-b", p, ANY, loopback_origin, p, listen=True),),
-        ),
-        ProxySpec(
-            named("nginx-tls-a", p),
-            "nginx",
-            "client",
-            (
-                _tls_route(
-                    "nginx-tls-a",
-                    p,
-                    LOCAL,
-                    Endpoint("origin", PORTS["nginx-tls-b"][p]),
-                    H1,
-                    upstream_identity=tls_identity(nginx_b),
-                ),
-            ),
-        ),
-        ProxySpec(
-            nginx_b,
-            "nginx",
-            "origin",
-            (Route(ANY, PORTS["nginx-tls-b"][p], H1, Endpoint(None, ORIGIN_H1_PORT), H1, True),),
-        ),
-    )
-
-
-def _explicit(p: str) -> tuple[ProxySpec, ...]:
-    """HAProxy speaks the client's protocol upstream, as Gossamer does; nginx's proxy_pass
-    speaks HTTP/1.1 only, so its HTTP/2 instances are HTTP/2 on the first hop alone."""
-    origin = Endpoint("origin", origin_port(p))
-    loopback_origin = Endpoint(None, origin_port(p))
-    haproxy_b = Endpoint("origin", PORTS["haproxy-chain-b"][p])
-    nginx_b = Endpoint("origin", PORTS["nginx-chain-b"][p])
-    return (
-        ProxySpec(
-            named("haproxy-single", p),
-            "haproxy",
-            "client",
-            (_route("haproxy-single", p, LOCAL, origin, p),),
-        ),
-        ProxySpec(
-            named("haproxy-chain-a", p),
-            "haproxy",
-            "client",
-            (_route("haproxy-chain-a", p, LOCAL, haproxy_b, p),),
-        ),
-        ProxySpec(
-            named("haproxy-chain-b", p),
-            "haproxy",
-            "origin",
-            (_route("haproxy-chain-b", p, ANY, loopback_origin, p),),
-        ),
-        ProxySpec(
-            named("nginx-single", p),
-            "nginx",
-            "client",
-            (_route("nginx-single", p, LOCAL, Endpoint("origin", ORIGIN_H1_PORT), H1),),
-        ),
-        ProxySpec(
-            named("nginx-chain-a", p),
-            "nginx",
-            "client",
-            (_route("nginx-chain-a", p, LOCAL, nginx_b, H1),),
-        ),
-        ProxySpec(
-            named("nginx-chain-b", p),
-            "nginx",
-            "origin",
-            (Route(ANY, nginx_b.port, H1, Endpoint(None, ORIGIN_H1_PORT), H1),),
-        ),
+        a("single", Endpoint("origin", up_port)),
+        a("chain", next_hop("chain")),
+        b("chain"),
+        a("tls", next_hop("tls"), tls_identity(name("tls", "b"))),
+        b("tls", tls=True),
     )
 
 
@@ -336,10 +288,14 @@ TESTBED = Testbed(
         PodSpec("client"),
         PodSpec("origin", origin=True),
         PodSpec(CONTROL_POD),
-        *(pod for p in PROTOCOLS for pod in _gossamer_pods(p)),
+        *(pod for p in PROTOCOLS for pod in (*_gossamer_pods(p), *_peer_pods(p))),
     ),
     proxies=(
-        *(spec for p in PROTOCOLS for spec in (*_gossamer(p), *_explicit(p), *_explicit_tls(p))),
+        *(
+            spec
+            for p in PROTOCOLS
+            for spec in (*_gossamer(p), *_peers("haproxy", p), *_peers("nginx", p))
+        ),
         ProxySpec("certify-identity", "identity", CONTROL_POD),
     ),
     services=tuple(mtls_service(p) for p in PROTOCOLS),
