@@ -24,7 +24,7 @@ from bench.report import ScenarioRecord
 from bench.runner import Measurement, _Lines
 from bench.scenarios import CERTIFY, SCENARIOS
 from bench.settings import QUICK, CpuPlan
-from bench.testbed import H1, H2, TESTBED, Endpoint, named, tls_identity
+from bench.testbed import H1, H2, INBOUND_PORT, TESTBED, Endpoint, named, tls_identity
 from gossamer.api.gen import identity_pb2 as pb
 from gossamer.control.identity import Issuer, ensure_trust
 
@@ -154,10 +154,13 @@ def test_every_tls_scenario_counts_connections_at_a_tls_listener() -> None:
         for name in scenario.proxies:
             TESTBED.proxy(name)  # exists
         if scenario.system != "gossamer":
-            # The hop's server is the chain's second instance, which requires client certs.
-            b = TESTBED.proxy(scenario.proxies[-1])
+            # Sidecars behind the `gossamer init` rules: A dials the hop (B's pod, the
+            # origin's port), B's REDIRECT takes it to B on 4143, which requires client certs.
+            a, b = (TESTBED.proxy(name) for name in scenario.proxies)
+            assert TESTBED.pod(a.pod).meshed and TESTBED.pod(b.pod).meshed
+            assert a.routes[0].upstream == scenario.tls_hop and a.routes[0].upstream_identity
             assert b.pod == scenario.tls_hop.pod
-            assert b.routes[0].tls_listen and b.routes[0].port == scenario.tls_hop.port
+            assert b.routes[0].tls_listen and b.routes[0].port == INBOUND_PORT
 
 
 def test_the_mtls_mesh_path_dials_a_service_vip_between_certified_pods() -> None:
