@@ -111,12 +111,12 @@ def test_tls_routes_without_files_are_refused() -> None:
         configs.haproxy(TESTBED.proxy(named("haproxy-tls-b", H1)), _resolve)
 
 
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason="scripts/setup installs haproxy")
 @pytest.mark.parametrize("instance", ["haproxy-tls-a", "haproxy-tls-b"])
 @pytest.mark.parametrize("protocol", [H1, H2])
 def test_haproxy_accepts_the_rendered_tls_configs(
     tmp_path: Path, instance: str, protocol: str
 ) -> None:
+    assert shutil.which("haproxy"), "haproxy is missing: scripts/setup installs it"
     files = _tls_files(tmp_path, "x")
     path = tmp_path / "h.cfg"
     path.write_text(configs.haproxy(TESTBED.proxy(named(instance, protocol)), _resolve, files))
@@ -124,13 +124,13 @@ def test_haproxy_accepts_the_rendered_tls_configs(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="scripts/setup installs nginx")
-@pytest.mark.skipif(os.geteuid() != 0, reason="nginx -t opens its files as root")
 @pytest.mark.parametrize("instance", ["nginx-tls-a", "nginx-tls-b"])
 @pytest.mark.parametrize("protocol", [H1, H2])
 def test_nginx_accepts_the_rendered_tls_configs(
     tmp_path: Path, instance: str, protocol: str
 ) -> None:
+    assert shutil.which("nginx"), "nginx is missing: scripts/setup installs it"
+    assert os.geteuid() == 0, "nginx -t opens its files as root: run the tests as root, as CI does"
     files = _tls_files(tmp_path, "x")
     path = tmp_path / "n.conf"
     spec = TESTBED.proxy(named(instance, protocol))
