@@ -16,7 +16,6 @@ stream. (A path that is not host:port follows nothing and is never woken.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 
@@ -26,6 +25,7 @@ from gossamer.api.gen import destination_pb2 as pb
 from gossamer.api.gen import destination_pb2_grpc as pb_grpc
 from gossamer.control.destination.endpoints import Endpoint, EndpointIndex, Key, Resolution, diff
 from gossamer.control.store import Store, WatchEventType
+from gossamer.control.storefed import StoreFedServer
 from gossamer.core.resources import Resource, ServiceSpec
 
 log = logging.getLogger("gossamer.control.destination")
@@ -52,63 +52,21 @@ def _follows(resolution: Resolution) -> _Follow:
     return None
 
 
-class DestinationServer(pb_grpc.DestinationServicer):
+class DestinationServer(StoreFedServer, pb_grpc.DestinationServicer):
+    name = "destination"
+
     def __init__(
         self,
         store: Store,
         cluster_domain: str = "cluster.local",
         trust_domain: str = "cluster.local",
     ) -> None:
-        self._store = store
+        super().__init__(store, ("Service", "Pod"))
         self.index = EndpointIndex(cluster_domain, trust_domain)
         self._streams: dict[_Follow, set[_Stream]] = {}
-        self._synced: dict[str, asyncio.Event] = {
-            "Service": asyncio.Event(),
-            "Pod": asyncio.Event(),
-        }
-        self._tasks: list[asyncio.Task[None]] = []
-        self._server: grpc.aio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Starts watching the store and serving; returns the bound port."""
-        self._tasks = [
-            asyncio.create_task(self._watch("Service"), name="destination-watch-services"),
-            asyncio.create_task(self._watch("Pod"), name="destination-watch-pods"),
-        ]
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    def _register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_DestinationServicer_to_server(self, server)
-        bound = server.add_insecure_port(f"{host}:{port}")
-        if bound == 0:
-            raise OSError(f"destination: cannot listen on {host}:{port}")
-        await server.start()
-        self._server = server
-        log.info("destination service listening on %s:%s", host, bound)
-        return bound
-
-    async def stop(self, grace: float = 1.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.stop(grace)
-
-    async def wait_synced(self) -> None:
-        for event in self._synced.values():
-            await event.wait()
-
-    # -- watcher -------------------------------------------------------------------------
-    async def _watch(self, kind: str) -> None:
-        while True:
-            try:
-                async for event in self._store.watch(kind):
-                    self._apply(kind, event.type, event.resource)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("destination: %s watch failed; restarting it", kind)
-                await asyncio.sleep(1.0)
 
     def _apply(self, kind: str, type_: WatchEventType, resource: Resource | None) -> None:
         index = self.index
@@ -117,7 +75,7 @@ class DestinationServer(pb_grpc.DestinationServicer):
             index.clear_services() if kind == "Service" else index.clear_pods()
             return
         if type_ is WatchEventType.SYNCED:
-            self._synced[kind].set()
+            self._mark_synced(kind)
             self._wake_all()
             return
         assert resource is not None

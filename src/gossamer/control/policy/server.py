@@ -13,7 +13,6 @@ Service, so the many proxies watching one Service cost one translation per chang
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -25,6 +24,7 @@ from gossamer.api.gen import policy_pb2_grpc as pb_grpc
 from gossamer.control.policy.index import ROUTE_KINDS, Key, PolicyIndex
 from gossamer.control.policy.translate import NOT_FOUND, outbound_policy
 from gossamer.control.store import Store, WatchEventType
+from gossamer.control.storefed import StoreFedServer
 from gossamer.core.resources import Resource
 
 log = logging.getLogger("gossamer.control.policy")
@@ -42,57 +42,18 @@ class _Stream:
         self.wake = asyncio.Event()
 
 
-class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
+class OutboundPolicyServer(StoreFedServer, pb_grpc.OutboundPoliciesServicer):
+    name = "policy"
+
     def __init__(self, store: Store, cluster_domain: str = "cluster.local") -> None:
-        self._store = store
+        super().__init__(store, WATCHED_KINDS)
         self.index = PolicyIndex(cluster_domain)
         # Streams by the Service they follow; None: their target names no Service (yet).
         self._streams: dict[Key | None, set[_Stream]] = {}
         self._policies: dict[Key, dict[tuple[int, str | None], pb.OutboundPolicy]] = {}
-        self._synced = {kind: asyncio.Event() for kind in WATCHED_KINDS}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._server: grpc.aio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Starts watching the store and serving; returns the bound port."""
-        self._tasks = [
-            asyncio.create_task(self._watch(kind), name=f"policy-watch-{kind.lower()}")
-            for kind in WATCHED_KINDS
-        ]
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    def _register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_OutboundPoliciesServicer_to_server(self, server)
-        bound = server.add_insecure_port(f"{host}:{port}")
-        if bound == 0:
-            raise OSError(f"policy: cannot listen on {host}:{port}")
-        await server.start()
-        self._server = server
-        log.info("policy service listening on %s:%s", host, bound)
-        return bound
-
-    async def stop(self, grace: float = 1.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.stop(grace)
-
-    async def wait_synced(self) -> None:
-        for event in self._synced.values():
-            await event.wait()
-
-    # -- watcher -------------------------------------------------------------------------
-    async def _watch(self, kind: str) -> None:
-        while True:
-            try:
-                async for event in self._store.watch(kind):
-                    self._apply(kind, event.type, event.resource)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("policy: %s watch failed; restarting it", kind)
-                await asyncio.sleep(1.0)
 
     def _apply(self, kind: str, type_: WatchEventType, resource: Resource | None) -> None:
         index = self.index
@@ -102,7 +63,7 @@ class OutboundPolicyServer(pb_grpc.OutboundPoliciesServicer):
             self._policies.clear()
             return
         if type_ is WatchEventType.SYNCED:
-            self._synced[kind].set()
+            self._mark_synced(kind)
             self._wake_all()
             return
         assert resource is not None
