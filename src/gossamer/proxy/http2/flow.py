@@ -35,6 +35,7 @@ _NO_CHUNKS: deque[bytes] = deque()
 
 class Flow:
     __slots__ = (
+        "acked_ahead",
         "buffered",
         "chunks",
         "ended",
@@ -65,6 +66,9 @@ class Flow:
         self.chunks = _NO_CHUNKS  # a deque of its own once it holds anything (`hold`)
         self.buffered = 0
         self.sent = 0
+        # Bytes at the front of `chunks` already acknowledged to the source: a replayed
+        # request body (a retry) sends them again, but must not give the window back twice.
+        self.acked_ahead = 0
         self.ended = False  # the source sent END_STREAM
         self.trailers: list[Header] | None = None
         self.finished = False
@@ -149,8 +153,12 @@ class Flow:
         if sent:
             self.buffered -= sent
             self.sent += sent
+            ahead = self.acked_ahead
+            if ahead:
+                self.acked_ahead = ahead - sent if ahead > sent else 0
+                sent = sent - ahead if sent > ahead else 0
             source = self.source
-            if source is not None and source.alive:
+            if sent and source is not None and source.alive:
                 source.ack_data(self.source_sid, sent)
                 source.schedule_flush()
         stream = self.stream
@@ -167,10 +175,28 @@ class Flow:
         self.finished = True
         if self.sink is not None:
             self.sink.blocked.pop(self, None)
-        held = self.buffered
+        held = self.buffered - self.acked_ahead
         self.chunks = _NO_CHUNKS
-        self.buffered = 0
+        self.buffered = self.acked_ahead = 0
         source = self.source
         if held and source is not None and source.alive:
             source.ack_data(self.source_sid, held)
             source.schedule_flush()
+
+    def detach(self) -> None:
+        """Leaves the sink stream (a retry will attach the flow to another); what it holds
+        stays held."""
+        if self.sink is not None:
+            self.sink.blocked.pop(self, None)
+        self.sink = None
+        self.sink_sid = 0
+        self.finished = False
+
+    def rewind(self, replay: list[bytes], replay_bytes: int) -> None:
+        """Detaches, and holds the whole body received so far (`replay`, whose tail is
+        what the flow still held) to send it again from the start."""
+        self.detach()
+        self.acked_ahead = replay_bytes - (self.buffered - self.acked_ahead)
+        self.chunks = deque(replay)
+        self.buffered = replay_bytes
+        self.sent = 0

@@ -93,6 +93,11 @@ class TargetPool:
         self._settings_timer: asyncio.TimerHandle | None = None
         self._draining_pending = False
 
+    def withdraw(self, stream: ProxiedStream) -> None:
+        """Takes a stream that is still waiting for a connection out of the queue."""
+        if self.pending and stream in self.pending:
+            self.pending.remove(stream)
+
     def release_user(self) -> None:
         self.users -= 1
         self._maybe_forget()
@@ -194,16 +199,19 @@ class TargetPool:
                 server_identity=self.tls.server_id,
             )
         except ProxyError as error:
-            self._connecting = None
+            # Not connecting any more before the waiting streams hear of it: a stream that
+            # retries on this same target starts a new connection.
+            self._connecting = self._connect_task = None
             self._fail_pending(error)
             return
         except Exception as error:  # a bug, not a network failure: still answer the clients
             log.exception("h2 upstream connect failed")
-            self._connecting = None
+            self._connecting = self._connect_task = None
             self._fail_pending(ProxyError(f"connect to {self.target_addr} failed: {error}"))
             return
         finally:
-            self._connect_task = None
+            if self._connect_task is asyncio.current_task():
+                self._connect_task = None
         if conn is not self._connecting:
             # Already ready (on_ready ran) or already lost (on_lost ran). on_ready could
             # not start the next connection while this task still counted as connecting.

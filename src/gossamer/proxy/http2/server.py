@@ -191,7 +191,7 @@ class Http2ServerProtocol(H2Endpoint):
         if failure is not None:
             stream.fail(failure)
             return
-        stream.targets.dispatch(stream)
+        stream.start()
 
     def _routed_stream(
         self,
@@ -201,9 +201,11 @@ class Http2ServerProtocol(H2Endpoint):
         headers: list[Header],
         stats: HttpStats,
     ) -> tuple[ProxiedStream, ProxyError | None]:
-        """Outbound to a service: a route, a weighted backend and a balanced endpoint for
-        this stream (per request, as for HTTP/1; retries stay HTTP/1's for now)."""
-        from gossamer.proxy.outbound.service import NoEndpoints
+        """Outbound to a service: the route and weighted backend this request selects; the
+        stream picks endpoints, retries and times out per its plan (routed.py)."""
+        # Imported here: only proxies with a control plane route (see outbound/plan.py).
+        from gossamer.proxy.http2.routed import RoutedStream, modify_headers
+        from gossamer.proxy.outbound.plan import RequestPlan
         from gossamer.proxy.routing import request_info
 
         now = self._loop.time()
@@ -217,43 +219,21 @@ class Http2ServerProtocol(H2Endpoint):
         backend = selected.backend() if selected is not None else None
         if selected is None or backend is None:
             stats.requests += 1
-            failure: ProxyError = NoRoute(
-                f"no route of {service.name} with a backend matches the request"
-            )
+            failure = NoRoute(f"no route of {service.name} with a backend matches the request")
             return ProxiedStream(self, sid, head, stats, now, self.targets), failure
-        picked = service.backend(backend.authority).pick(now)
-        if picked is None:
-            stats.requests += 1
-            failure = NoEndpoints(f"no endpoints of {backend.authority} are available")
-            return ProxiedStream(self, sid, head, stats, now, self.targets), failure
-        handle, meta = picked
-        handle.start()
-        tls = service.tls_for(meta)
-        addr = cast(tuple[str, int], handle.addr)
-        targets = upstream_pool(self.runtime).acquire_key((self.ctx.direction, addr, tls))
+        if not selected.request_modifiers.noop:
+            head = head._replace(headers=modify_headers(head.headers, selected.request_modifiers))
+        service.budget.deposit(now)
         route_stats = self.runtime.metrics.route(
             (service.name, service.namespace, service.port),
             selected.route_name,
             selected.route_kind,
         )
         route_stats.requests += 1
-        endpoint_stats = self.runtime.metrics.http(
-            self.ctx.direction, head.authority.decode("latin-1"), addr, tls
+        plan = RequestPlan(
+            service, selected, service.backend(backend.authority), route_stats, now, head.authority
         )
-        endpoint_stats.requests += 1
-        stream = ProxiedStream(self, sid, head, endpoint_stats, now, targets)
-
-        def done(stream: ProxiedStream) -> None:
-            end = self._loop.time()
-            grpc_ok = stream.grpc_status in (None, 0)
-            success = 0 < stream.status < 500 and grpc_ok
-            handle.finish(success, end - now if success else None, end)
-            if stream.status:
-                route_stats.response(stream.status, end - now, stream.grpc_status)
-            targets.release_user()
-
-        stream.on_done = done
-        return stream, None
+        return RoutedStream(self, sid, head, stats, now, plan), None
 
     def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:
         stream = self.streams.get(sid)

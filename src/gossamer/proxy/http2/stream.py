@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gossamer.proxy.errors import ProxyError, UpstreamProtocolError
 from gossamer.proxy.http2.connection import StreamClosedError
@@ -83,6 +83,10 @@ class ProxiedStream:
         "upstream",
     )
 
+    # The flow classes of each direction (a routed stream's keep its body for replay).
+    REQUEST_FLOW: ClassVar[type[Flow]] = Flow
+    RESPONSE_FLOW: ClassVar[type[Flow]] = Flow
+
     def __init__(
         self,
         downstream: Http2ServerProtocol,
@@ -90,7 +94,7 @@ class ProxiedStream:
         head: RequestHead,
         stats: HttpStats,
         started: float,
-        targets: TargetPool,
+        targets: TargetPool | None,
     ) -> None:
         self.downstream = downstream
         self.d_sid = d_sid
@@ -100,8 +104,8 @@ class ProxiedStream:
         self.stats = stats
         self.started = started
         self.targets = targets
-        self.request = Flow(self, downstream, d_sid, None, 0)
-        self.response = Flow(self, None, 0, downstream, d_sid)
+        self.request = self.REQUEST_FLOW(self, downstream, d_sid, None, 0)
+        self.response = self.RESPONSE_FLOW(self, None, 0, downstream, d_sid)
         self.status = 0
         self.grpc_status: int | None = None
         self.headers_sent = False
@@ -112,6 +116,12 @@ class ProxiedStream:
         self.on_done: Callable[[ProxiedStream], None] | None = None
 
     # -- attaching to an upstream connection ---------------------------------------------
+    def start(self) -> None:
+        """Sends the request on its way: opened upstream now, or queued for a connection."""
+        targets = self.targets
+        assert targets is not None
+        targets.dispatch(self)
+
     def attach(self, conn: UpstreamConnection, u_sid: int, end_sent: bool) -> None:
         """The request headers went out on `conn` as stream `u_sid`."""
         self.upstream = conn
@@ -290,15 +300,10 @@ class ProxiedStream:
     def _retry(self) -> None:
         self._release_upstream()
         self.retries += 1
-        request = self.request
-        if request.sink is not None:
-            request.sink.blocked.pop(request, None)
-        request.sink = None
-        request.sink_sid = 0
-        request.finished = False
+        self.request.detach()
         self.response.source = None
         self.response.source_sid = 0
-        self.targets.dispatch(self)
+        self.start()
 
     # -- helpers ------------------------------------------------------------------------------
     def _send_downstream_headers(self, headers: list[Header], end: bool) -> bool:

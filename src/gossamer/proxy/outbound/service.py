@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
 from typing import cast
 
 from gossamer.api.gen import policy_pb2 as pb
@@ -59,7 +58,7 @@ class BackendTarget:
         self.accrual = accrual
         self.balancer = EndpointBalancer(rng, accrual=accrual)
         self._version = -1
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.waiting = 0  # requests waiting for an endpoint (bounded by MAX_WAITING)
 
     def pick(self, now: float, avoid: object = None) -> tuple[EndpointHandle, EndpointMeta] | None:
         """An endpoint for one request; a retry passes the one that just failed as `avoid`,
@@ -73,12 +72,26 @@ class BackendTarget:
         if handle is None:
             return None
         if avoid is not None and handle.addr == avoid and len(balancer) > 1:
-            other = balancer.pick(now)
-            if other is not None and other.addr != avoid:
-                handle, other = other, handle
-            if other is not None and other is not handle and isinstance(other, ProbeHandle):
-                other.cancel()  # a probe picked and not used gives its turn back
+            other = self._other_than(avoid, now)
+            if other is not None:
+                if isinstance(handle, ProbeHandle):
+                    handle.cancel()  # a probe picked and not used gives its turn back
+                handle = other
         return handle, watch.endpoints[cast(Addr, handle.addr)]
+
+    def _other_than(self, avoid: object, now: float) -> EndpointHandle | None:
+        """P2C among the endpoints other than `avoid` that are not penalised (a retry's
+        pick: plain P2C between two endpoints would keep choosing a failing one that
+        answers fast, since failures give it no latency samples)."""
+        others = [
+            e
+            for e in self.balancer.endpoints
+            if e.addr != avoid and (e.accrual is None or not e.accrual.penalised)
+        ]
+        if len(others) <= 1:
+            return others[0] if others else None
+        a, b = self._rng.sample(others, 2)
+        return a if a.cost(now) <= b.cost(now) else b
 
     def set_accrual(self, accrual: AccrualSettings | None) -> None:
         """New failure-accrual settings: a fresh balancer (latency estimates restart)."""
@@ -94,17 +107,23 @@ class BackendTarget:
         picked = self.pick(loop.time())
         if picked is not None:
             return picked
-        if len(self._waiters) >= MAX_WAITING:
+        if self.waiting >= MAX_WAITING:
             raise Overloaded(f"too many requests waiting for endpoints of {self.authority}")
         deadline = loop.time() + FAILFAST_TIMEOUT
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise NoEndpoints(f"no endpoints of {self.authority} became available")
-            await asyncio.sleep(min(0.05, remaining))
-            picked = self.pick(loop.time())
-            if picked is not None:
-                return picked
+        self.waiting += 1
+        try:
+            # Polled: endpoints come back through the watch (or out of a failure-accrual
+            # penalty) without an event to wait on, and waiting is the rare path.
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise NoEndpoints(f"no endpoints of {self.authority} became available")
+                await asyncio.sleep(min(0.05, remaining))
+                picked = self.pick(loop.time())
+                if picked is not None:
+                    return picked
+        finally:
+            self.waiting -= 1
 
 
 class OutboundService:

@@ -1,0 +1,386 @@
+"""Outbound HTTP/2 and gRPC streams to a service: endpoint choice, retries, timeouts.
+
+Theory of operation. A `RoutedStream` is a `ProxiedStream` that carries a `RequestPlan`
+(outbound/plan.py: the route the request selected, its backend, retry limit and budget,
+timeouts). Where a plain stream is bound to one target for good, a routed stream makes one
+*attempt* per endpoint the balancer gives it:
+
+    start ──pick──► attempt (endpoint's TargetPool, per-try timer) ──► response headers
+      │ none: wait, bounded (fail-fast 503)           │
+      │                                               ├─ retryable status ─────────► retry
+      │                                               ├─ gRPC and retryable codes: held
+      │                                               │    ├─ trailers first, retryable ► retry
+      │                                               │    └─ DATA first ─────► commit
+      │                                               └─ otherwise ─────────────► commit
+      └─ failure before commit (connect, reset, lost, per-try timeout) ─► retry or error
+
+*Commit* is the point of no return: the response headers (with the route's response header
+modifiers) go to the client and later outcomes are passed through. A gRPC status normally
+arrives in trailers after the messages, so a response is only retried on its gRPC status
+when that status comes before any message (a trailers-only response, or trailers right
+after the headers): the proxy holds the headers until the first DATA frame or the trailers
+arrive, which costs nothing for a successful call and never buffers a message (Linkerd
+peeks the same way).
+
+A retry replays the request: the head, and the body as far as it has arrived (kept by the
+plan up to 64 KiB; a bigger body makes the request unretryable), and then whatever the
+client still sends. The request flow acknowledged the bytes it had already forwarded, so
+the replayed copy is not acknowledged a second time (`Flow.rewind`).
+
+Timers: the route's request timeout bounds the whole request, retries included, and ends
+it with 504 (DEADLINE_EXCEEDED for gRPC) or a reset when the response has begun; the
+per-try timeout (or the response timeout) bounds each attempt until commit, and an attempt
+that outlives it is retried when the route allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from gossamer.proxy.balance import ProbeHandle
+from gossamer.proxy.errors import ProxyError, ResponseTimeout, UpstreamProtocolError
+from gossamer.proxy.http2.flow import Flow
+from gossamer.proxy.http2.frames import ErrorCodes
+from gossamer.proxy.http2.headers import (
+    Header,
+    MalformedHeaders,
+    RequestHead,
+    sanitize_response,
+    sanitize_trailers,
+)
+from gossamer.proxy.http2.pool import upstream_pool
+from gossamer.proxy.http2.stream import MAX_RETRIES, ProxiedStream
+from gossamer.proxy.metrics import HttpStats
+
+if TYPE_CHECKING:
+    from gossamer.proxy.balance import EndpointHandle
+    from gossamer.proxy.control.destination import EndpointMeta
+    from gossamer.proxy.http2.server import Http2ServerProtocol
+    from gossamer.proxy.outbound.plan import RequestPlan
+    from gossamer.proxy.routing import HeaderModifiers
+
+# Fields a header modifier may not add to an HTTP/2 message (RFC 9113 §8.2.2).
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
+)
+
+
+def modify_headers(headers: list[Header], modifiers: HeaderModifiers) -> list[Header]:
+    """`headers` after a route's header modifiers, as HTTP/2 fields (lower-case names,
+    pseudo-headers untouched and first)."""
+    if modifiers.noop:
+        return headers
+    drop = modifiers.drop
+    out = [h for h in headers if h[0][:1] == b":" or h[0] not in drop]
+    for name, value in modifiers.append:
+        name = name.lower()
+        if name not in _CONNECTION_SPECIFIC:
+            out.append((name, value))
+    return out
+
+
+class ReplayFlow(Flow):
+    """The request flow of a routed stream: it keeps what it receives for a retry."""
+
+    __slots__ = ()
+
+    def receive(self, data: bytes, flow_controlled_length: int, end: bool) -> None:
+        stream = self.stream
+        if data and stream is not None:
+            cast(RoutedStream, stream).plan.keep(data)
+        Flow.receive(self, data, flow_controlled_length, end)
+
+
+class PeekFlow(Flow):
+    """The response flow of a routed stream: while the stream holds the response headers
+    to see the gRPC status, the first DATA (or the end) commits the response."""
+
+    __slots__ = ()
+
+    def receive(self, data: bytes, flow_controlled_length: int, end: bool) -> None:
+        Flow.receive(self, data, flow_controlled_length, end)
+        stream = self.stream
+        if stream is not None and (data or end):
+            routed = cast(RoutedStream, stream)
+            if routed.held is not None:
+                routed.commit_held()
+
+
+class RoutedStream(ProxiedStream):
+    __slots__ = ("authority", "first_byte", "held", "plan", "waiting")
+
+    REQUEST_FLOW = ReplayFlow
+    RESPONSE_FLOW = PeekFlow
+
+    def __init__(
+        self,
+        downstream: Http2ServerProtocol,
+        d_sid: int,
+        head: RequestHead,
+        stats: HttpStats,
+        started: float,
+        plan: RequestPlan,
+    ) -> None:
+        super().__init__(downstream, d_sid, head, stats, started, None)
+        self.plan = plan
+        self.authority = head.authority.decode("latin-1")
+        # The response headers while the gRPC status is awaited (see PeekFlow).
+        self.held: list[Header] | None = None
+        self.first_byte: float | None = None  # the committed attempt's time to headers
+        self.waiting: asyncio.Task[None] | None = None
+        timeout = plan.route.request_timeout
+        if timeout:
+            plan.request_timer = downstream._loop.call_later(timeout, self._request_timed_out)
+
+    # -- attempts ----------------------------------------------------------------------------
+    def start(self) -> None:
+        plan = self.plan
+        picked = plan.backend.pick(self.downstream.loop_time(), plan.avoid)
+        if picked is None:
+            self.waiting = self.downstream._loop.create_task(self._wait_for_endpoint())
+            return
+        self._use_endpoint(*picked)
+
+    async def _wait_for_endpoint(self) -> None:
+        try:
+            picked = await self.plan.backend.pick_waiting(self.downstream._loop)
+        except ProxyError as error:
+            self.waiting = None
+            self.stats.requests += 1
+            ProxiedStream.fail(self, error)  # no endpoint to retry on
+            return
+        self.waiting = None
+        if self.done:
+            if isinstance(picked[0], ProbeHandle):
+                picked[0].cancel()  # its turn to probe goes to another request
+            return
+        self._use_endpoint(*picked)
+
+    def _use_endpoint(self, handle: EndpointHandle, meta: EndpointMeta) -> None:
+        plan = self.plan
+        downstream = self.downstream
+        runtime = downstream.runtime
+        direction = downstream.ctx.direction
+        now = downstream.loop_time()
+        plan.handle, plan.meta, plan.attempt_start = handle, meta, now
+        handle.start()
+        tls = plan.service.tls_for(meta)
+        addr = cast(tuple[str, int], handle.addr)
+        self.targets = upstream_pool(runtime).acquire_key((direction, addr, tls))
+        stats = self.stats = runtime.metrics.http(direction, self.authority, addr, tls)
+        stats.requests += 1
+        timeout = plan.route.retry.per_try_timeout or plan.route.response_timeout
+        if timeout:
+            plan.response_timer = downstream._loop.call_later(timeout, self._response_timed_out)
+        self.targets.dispatch(self)
+
+    def _end_attempt(self, success: bool | None, now: float) -> None:
+        """The attempt is over: a success, a failure, or (None) neither, when the client
+        gave up before any response."""
+        plan = self.plan
+        handle, plan.handle = plan.handle, None
+        if handle is not None:
+            if success is None:
+                handle.cancel()
+            else:
+                plan.avoid = None if success else handle.addr
+                # Latency is the time to the response headers; only successes are samples,
+                # so an endpoint failing fast does not look fast (failure accrual sees it).
+                handle.finish(success, self.first_byte if success else None, now)
+        self._cancel_response_timer()
+        targets, self.targets = self.targets, None
+        if targets is not None:
+            targets.withdraw(self)
+            targets.release_user()
+
+    def _cancel_response_timer(self) -> None:
+        plan = self.plan
+        timer, plan.response_timer = plan.response_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _may_retry(self) -> bool:
+        return not self.headers_sent and self.plan.may_retry(self.downstream.loop_time())
+
+    def _next_attempt(self) -> None:
+        """This attempt failed before commit: the request goes again, elsewhere if it can."""
+        plan = self.plan
+        response = self.response
+        response.discard()
+        self._reset_upstream(ErrorCodes.CANCEL)
+        self._end_attempt(False, self.downstream.loop_time())
+        plan.attempts += 1
+        plan.route_stats.retry("retried")
+        request = self.request
+        if plan.replay is not None:
+            request.rewind(plan.replay, plan.replay_bytes)
+        else:
+            request.detach()  # nothing of the body was sent: the flow still holds it all
+        response.source = None
+        response.source_sid = 0
+        response.sink = self.downstream
+        response.finished = response.ended = False
+        response.trailers = None
+        self.status = 0
+        self.grpc_status = None
+        self.held = None
+        self.first_byte = None
+        self.start()
+
+    # -- the response ---------------------------------------------------------------------------
+    def on_response(self, headers: list[Header], ended: bool) -> None:
+        try:
+            head = sanitize_response(headers)
+        except MalformedHeaders as error:
+            self._reset_upstream(ErrorCodes.PROTOCOL_ERROR)
+            self.fail(UpstreamProtocolError(f"invalid response headers: {error}"))
+            return
+        status = head.status
+        self.status = status
+        retry = self.plan.route.retry
+        if self.plan.replay is not None:  # the route retries, and the request could replay
+            grpc = head.grpc_status if ended else None
+            if (
+                retry.retryable_status(status) or (grpc is not None and retry.retryable_grpc(grpc))
+            ) and self._may_retry():
+                self._next_attempt()
+                return
+            if not ended and retry.grpc_codes and self.head.grpc and status == 200:
+                self.held = head.headers
+                self.response.sink = None  # DATA waits in the flow until commit
+                self._cancel_response_timer()
+                self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
+                return
+        if ended:
+            self.grpc_status = head.grpc_status
+        self._commit(head.headers, ended)
+
+    def _commit(self, headers: list[Header], ended: bool) -> None:
+        self._cancel_response_timer()
+        if self.first_byte is None:
+            self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
+        modifiers = self.plan.route.response_modifiers
+        if not modifiers.noop:
+            headers = modify_headers(headers, modifiers)
+        if not self._send_downstream_headers(headers, ended):
+            return
+        self.headers_sent = True
+        if ended:
+            response = self.response
+            response.ended = response.finished = True
+            self.flow_finished(response)
+
+    def commit_held(self) -> None:
+        """The first DATA frame (or the end) of a held response arrived: let it through."""
+        held, self.held = self.held, None
+        if held is None or self.done:
+            return
+        self._commit(held, False)
+        if self.done:
+            return
+        response = self.response
+        response.sink = self.downstream
+        response.pump()
+
+    def on_response_trailers(self, headers: list[Header]) -> None:
+        held = self.held
+        if held is None:
+            ProxiedStream.on_response_trailers(self, headers)
+            return
+        try:
+            trailers, grpc = sanitize_trailers(headers)
+        except MalformedHeaders:
+            self.held = None
+            self._reset_upstream(ErrorCodes.PROTOCOL_ERROR)
+            self.fail(UpstreamProtocolError("invalid response trailers"))
+            return
+        if grpc is not None and self.plan.route.retry.retryable_grpc(grpc) and self._may_retry():
+            self._next_attempt()
+            return
+        self.held = None
+        self._commit(held, False)
+        if self.done:
+            return
+        self.grpc_status = grpc
+        response = self.response
+        response.sink = self.downstream
+        response.end(trailers)
+
+    # -- failures -----------------------------------------------------------------------------
+    def fail(self, error: ProxyError) -> None:
+        if self.done:
+            return
+        if self._may_retry():
+            self._next_attempt()
+            return
+        self.held = None
+        self.response.sink = self.downstream
+        ProxiedStream.fail(self, error)
+
+    def on_upstream_reset(self, code: int) -> None:
+        if self.done:
+            return
+        if code == ErrorCodes.REFUSED_STREAM and self._retryable():
+            self._retry()
+        elif self._may_retry():
+            self._next_attempt()
+        else:
+            self.held = None
+            ProxiedStream.on_upstream_reset(self, code)
+
+    def on_upstream_refused(self) -> None:
+        if self.done:
+            return
+        if self._retryable():
+            self._retry()
+        elif self._may_retry():
+            self._next_attempt()
+        else:
+            self.held = None
+            ProxiedStream.on_upstream_refused(self)
+
+    def _retryable(self) -> bool:
+        # Refused (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream): unprocessed,
+        # so it goes again once without spending the budget, as a plain stream does.
+        return self.retries < MAX_RETRIES and self.request.sent == 0 and not self.headers_sent
+
+    def _retry(self) -> None:
+        self.retries += 1
+        self._next_attempt()
+
+    def _response_timed_out(self) -> None:
+        plan = self.plan
+        plan.response_timer = None
+        if self.done or self.headers_sent:
+            return
+        self.fail(ResponseTimeout("no response within the route's timeout"))
+
+    def _request_timed_out(self) -> None:
+        plan = self.plan
+        plan.request_timer = None
+        if self.done:
+            return
+        plan.replay = None  # the request's time is up: no more attempts
+        self.retries = MAX_RETRIES
+        error = ResponseTimeout("the request did not complete within its timeout")
+        if self.headers_sent:
+            self._abort(ErrorCodes.CANCEL, ErrorCodes.CANCEL, error.reason)
+        else:
+            self.fail(error)
+
+    # -- completion -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        ProxiedStream._finish(self)
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.cancel()
+        plan = self.plan
+        now = self.downstream.loop_time()
+        status = self.status
+        self._end_attempt((status < 500 and self.grpc_status in (None, 0)) if status else None, now)
+        timer, plan.request_timer = plan.request_timer, None
+        if timer is not None:
+            timer.cancel()
+        if self.status:
+            plan.route_stats.response(self.status, now - plan.start, self.grpc_status)
