@@ -46,7 +46,6 @@ from gossamer.proxy.http2.headers import (
     Header,
     MalformedHeaders,
     RequestHead,
-    sanitize_response,
     sanitize_trailers,
 )
 from gossamer.proxy.http2.pool import upstream_pool
@@ -230,11 +229,8 @@ class RoutedStream(ProxiedStream):
 
     # -- the response ---------------------------------------------------------------------------
     def on_response(self, headers: list[Header], ended: bool) -> None:
-        try:
-            head = sanitize_response(headers)
-        except MalformedHeaders as error:
-            self._reset_upstream(ErrorCodes.PROTOCOL_ERROR)
-            self.fail(UpstreamProtocolError(f"invalid response headers: {error}"))
+        head = self._response_head(headers)
+        if head is None:
             return
         status = head.status
         self.status = status
@@ -263,13 +259,7 @@ class RoutedStream(ProxiedStream):
         modifiers = self.plan.route.response_modifiers
         if not modifiers.noop:
             headers = modify_headers(headers, modifiers)
-        if not self._send_downstream_headers(headers, ended):
-            return
-        self.headers_sent = True
-        if ended:
-            response = self.response
-            response.ended = response.finished = True
-            self.flow_finished(response)
+        ProxiedStream._commit(self, headers, ended)
 
     def commit_held(self) -> None:
         """The first DATA frame (or the end) of a held response arrived: let it through."""

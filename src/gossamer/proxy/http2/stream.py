@@ -42,6 +42,7 @@ from gossamer.proxy.http2.headers import (
     Header,
     MalformedHeaders,
     RequestHead,
+    ResponseHead,
     error_response,
     reset_toward_client,
     reset_toward_upstream,
@@ -138,16 +139,26 @@ class ProxiedStream:
 
     # -- events from the upstream ----------------------------------------------------------
     def on_response(self, headers: list[Header], ended: bool) -> None:
-        try:
-            head = sanitize_response(headers)
-        except MalformedHeaders as error:
-            self._reset_upstream(ErrorCodes.PROTOCOL_ERROR)
-            self.fail(UpstreamProtocolError(f"invalid response headers: {error}"))
+        head = self._response_head(headers)
+        if head is None:
             return
         self.status = head.status
         if ended:
             self.grpc_status = head.grpc_status
-        if not self._send_downstream_headers(head.headers, ended):
+        self._commit(head.headers, ended)
+
+    def _response_head(self, headers: list[Header]) -> ResponseHead | None:
+        """The validated response head; None (and the stream failed) if it is malformed."""
+        try:
+            return sanitize_response(headers)
+        except MalformedHeaders as error:
+            self._reset_upstream(ErrorCodes.PROTOCOL_ERROR)
+            self.fail(UpstreamProtocolError(f"invalid response headers: {error}"))
+            return None
+
+    def _commit(self, headers: list[Header], ended: bool) -> None:
+        """Sends the response headers to the client; the response is under way."""
+        if not self._send_downstream_headers(headers, ended):
             return
         self.headers_sent = True
         if ended:
