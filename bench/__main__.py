@@ -1,4 +1,5 @@
-"""`bench/run [--quick]`: runs the side-by-side benchmark and writes bench/results/latest.*."""
+"""`bench/run [--quick]`: runs the side-by-side benchmark, then the destination service at
+scale, and writes bench/results/latest.* (and destination-scale.json)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from bench import environment, report
+from bench import destination_scale, environment, render, report, scalerun
 from bench.bringup import LiveTestbed
 from bench.procstat import machine_busy, rss_kb
 from bench.report import ScenarioRecord
 from bench.runner import Measurement, ScenarioFailed, ScenarioRunner, check_paths
-from bench.scenarios import CERTIFY, SCENARIOS, Scenario
+from bench.scenarios import CERTIFY, DESTINATION_SCALE, SCENARIOS, Scenario
 from bench.settings import FULL, QUICK, CpuPlan, RunSettings
-from bench.testbed import TESTBED
+from bench.testbed import CONTROL_ONLY, CONTROL_POD, TESTBED
 from gossamer.local.netns import cleanup_leftovers, sandbox
 
 SANDBOX_PREFIX = "gbench"
@@ -32,9 +34,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one short round (under 3 min)")
     parser.add_argument("--rounds", type=int, help="rounds (default: 1 quick, 3 full)")
-    parser.add_argument("--only", metavar="REGEX", help="run only scenarios matching REGEX")
+    parser.add_argument(
+        "--only",
+        metavar="REGEX",
+        help=f"run only scenarios matching REGEX ({DESTINATION_SCALE!r} for the scale run)",
+    )
     parser.add_argument("--rate", type=int, help="fixed latency rate, req/s (multiple of 100)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json/md go")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="where latest.json/md, destination-scale.json go"
+    )
     return parser.parse_args(argv)
 
 
@@ -66,6 +74,26 @@ def _summary(scenario: Scenario, m: Measurement) -> str:
     return text
 
 
+def _versus_unrouted(
+    record: ScenarioRecord, by_name: dict[str, ScenarioRecord], round_no: int
+) -> str:
+    """`, 0.91x unrouted, +8.2 µs CPU/req (client proxy +7.9)` against the unrouted path's
+    measurement of the same round, if it has one."""
+    unrouted = by_name.get(record.scenario.unrouted or "")
+    if unrouted is None or len(unrouted.rounds) < round_no or not record.rounds:
+        return ""
+    mine, theirs = record.rounds[-1], unrouted.rounds[round_no - 1]
+    text = f", {mine.throughput.rps / theirs.throughput.rps:.2f}x unrouted"
+    cpu, base = mine.cpu_us_per_req, theirs.cpu_us_per_req
+    if cpu is not None and base is not None:
+        text += f", {cpu - base:+.1f} µs CPU/req"
+        client = mine.cpu_us_per_req_by_proxy.get(record.scenario.proxies[0])
+        base_client = theirs.cpu_us_per_req_by_proxy.get(unrouted.scenario.proxies[0])
+        if client is not None and base_client is not None:
+            text += f" (client proxy {client - base_client:+.1f})"
+    return text
+
+
 def _measure(
     live: LiveTestbed, scenarios: list[Scenario], settings: RunSettings, work_dir: Path
 ) -> tuple[list[ScenarioRecord], dict[str, int]]:
@@ -79,6 +107,7 @@ def _measure(
         next(r for r in records if r.scenario.name == name).error = error
     idle_rss = {name: rss_kb(process.pid) for name, process in live.proxies.items()}
     runner = ScenarioRunner(live, settings, work_dir)
+    by_name = {record.scenario.name: record for record in records}
     for round_no in range(1, settings.rounds + 1):
         for record in records:
             if record.error is not None:
@@ -92,6 +121,7 @@ def _measure(
                 continue
             record.rounds.append(measurement)
             summary = _summary(record.scenario, measurement)
+            summary += _versus_unrouted(record, by_name, round_no)
             if measurement.tls_opened is not None:
                 summary += ", TLS connections opened " + "/".join(
                     str(n) for n in measurement.tls_opened.values()
@@ -103,6 +133,25 @@ def _measure(
     return records, idle_rss
 
 
+def _destination_scale(live: LiveTestbed, cpus: CpuPlan, out: Path) -> dict[str, Any]:
+    _say(f"bench: {DESTINATION_SCALE}: 1,000 services x 10 endpoints, 100 watchers ...")
+    outcome = scalerun.run_in_pod(live.pods[CONTROL_POD], cpus, out / "destination-scale.json")
+    result = outcome["result"]
+    if result is None:
+        _say(f"bench: {DESTINATION_SCALE} FAILED: {outcome['error']}")
+        return outcome
+    phases = dict(destination_scale.rows(result))
+    fanout = next(stats for name, stats in phases.items() if name.endswith("all watchers"))
+    burst = next(stats for name, stats in phases.items() if name.startswith("burst"))
+    _say(
+        f"bench: {DESTINATION_SCALE} in {outcome['seconds']:.0f} s: fan-out p50 "
+        f"{fanout['p50_ms']} ms, p99 {fanout['p99_ms']} ms; burst p99 {burst['p99_ms']} ms; "
+        f"destination peak RSS {result['destination']['peak_rss_mib']} MiB; target "
+        + ("met" if result["met"] else "MISSED")
+    )
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if os.geteuid() != 0:
@@ -110,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = _settings(args)
     scenarios = [s for s in SCENARIOS if not args.only or re.search(args.only, s.name)]
-    if not scenarios:
+    scale = not args.only or re.search(args.only, DESTINATION_SCALE) is not None
+    if not scenarios and not scale:
         print(f"bench/run: no scenario matches {args.only!r}", file=sys.stderr)
         return 2
     cpus = CpuPlan.for_this_machine()
@@ -127,27 +177,35 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     work_dir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
     _say(
-        f"bench: {settings.name} run, {len(scenarios)} scenarios x {settings.rounds} round(s); "
-        f"load+origins on cpu{cpus.load}, proxies on cpu{cpus.proxy}; logs in {work_dir}"
+        f"bench: {settings.name} run, {len(scenarios)} scenarios x {settings.rounds} round(s)"
+        + (f" and {DESTINATION_SCALE}; " if scale else "; ")
+        + f"load+origins on cpu{cpus.load}, proxies on cpu{cpus.proxy}; logs in {work_dir}"
     )
     keep_logs = True
     try:
+        scale_result = None
         with sandbox(prefix=SANDBOX_PREFIX, state_dir=work_dir) as node:
-            live = LiveTestbed(node, TESTBED, cpus)
+            live = LiveTestbed(node, TESTBED if scenarios else CONTROL_ONLY, cpus)
             try:
                 live.start()
                 _say(f"bench: testbed up in {time.monotonic() - started:.1f} s")
                 records, idle_rss = _measure(live, scenarios, settings, work_dir)
+                if scale:
+                    scale_result = _destination_scale(live, cpus, args.out)
             finally:
                 live.close()
-        result = report.build(records, idle_rss, settings, cpus, machine)
-        json_path, md_path = report.write(result, args.out)
-        _say("\n" + report.markdown(result))
-        failed = [r for r in records if r.error]
+        result = report.build(records, idle_rss, settings, cpus, machine, scale_result)
+        json_path, md_path = render.write(result, args.out)
+        _say("\n" + render.markdown(result))
+        failed = sum(1 for r in records if r.error)
+        written = [json_path, md_path]
+        if scale_result is not None:
+            failed += scale_result["status"] != "ok"
+            written.append(args.out / "destination-scale.json")
         keep_logs = bool(failed)
         _say(
-            f"bench: wrote {json_path} and {md_path} in {time.monotonic() - started:.0f} s"
-            + (f"; {len(failed)} scenario(s) FAILED, logs kept in {work_dir}" if failed else "")
+            f"bench: wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s"
+            + (f"; {failed} scenario(s) FAILED, logs kept in {work_dir}" if failed else "")
         )
         return 1 if failed else 0
     finally:

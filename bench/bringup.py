@@ -13,6 +13,9 @@ certified and have resolved their service), and a join token per pod in a direct
 /run that the proxy's uid can reach (the work directory is root's 0700). The HAProxy and
 nginx TLS instances get leaves from the same issuer. The Certify scenario's identity service
 has its own store and trust (`bench.certify.prepare`).
+
+Routed pods get the destination and policy services, as `tests/e2e/test_traffic.py` sets
+them up (the same store holds their Service, Pods and HTTPRoute; see `bench.meshstore`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench import certify, configs
+from bench import certify, configs, meshstore
 from bench.configs import TlsFiles
 from bench.procstat import OtherWork
 from bench.scenarios import CERTIFY, Scenario
@@ -46,10 +49,9 @@ from bench.testbed import (
     ORIGIN_BODY,
     ORIGIN_H1_PORT,
     ORIGIN_H2_PORT,
+    POLICY_PORT,
     Endpoint,
-    PodSpec,
     ProxySpec,
-    ServiceSpec,
     Testbed,
     tls_identity,
 )
@@ -60,8 +62,6 @@ from gossamer.control.identity import (
     ensure_trust,
     mint_join_token,
 )
-from gossamer.control.store import SQLiteStore
-from gossamer.core.resources import Resource
 from gossamer.local.netns import Node
 from gossamer.local.pod import PROXY_UID, PYTHON, Pod, SandboxError
 from gossamer.local.process import PodProcess
@@ -72,8 +72,9 @@ _COMM = {"gossamer": "python", "haproxy": "haproxy", "nginx": "nginx", "identity
 _READY_TIMEOUT_S = 30.0
 _TOKEN_LIFETIME_S = 24 * 3600
 _LEAF_LIFETIME = timedelta(days=1)
-# The Certify driver is this package, run inside a pod (whose processes start in /).
-CERTIFY_DRIVER_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+# This package run inside a pod (whose processes start in /): the Certify driver and the
+# destination-scale run.
+BENCH_PACKAGE_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
 class BringupError(RuntimeError):
@@ -93,7 +94,7 @@ class LiveTestbed:
         self.broken: dict[str, str] = {}
         self._trust_paths: TrustPaths | None = None
         self._tokens: Path | None = None
-        self._mesh_env: dict[str, dict[str, str]] = {}  # certified pod -> proxy env
+        self._mesh_env: dict[str, dict[str, str]] = {}  # certified or routed pod -> proxy env
         self._control_error: str | None = None
         self.certify_requests: Path | None = None
         self._syn_rules: set[tuple[str, int]] = set()
@@ -129,7 +130,7 @@ class LiveTestbed:
         for pod_spec in self.spec.pods:
             if pod_spec.origin:
                 self._start_origin(self.pods[pod_spec.name])
-        if self.spec.certified_pods:
+        if self.spec.certified_pods or self.spec.routed_pods:
             try:
                 self._start_control_plane()
             except (BringupError, SandboxError, OSError) as error:
@@ -157,32 +158,49 @@ class LiveTestbed:
         return self._trust_paths
 
     def _start_control_plane(self) -> None:
+        """The mesh's store, its destination service, and the identity service (certified
+        pods) and policy service (routed pods) when the testbed has such pods."""
         control = self.pods[CONTROL_POD]
-        trust = self._trust()
-        token_key_path = control.state_dir / "token.key"
-        token_key = ensure_token_key(token_key_path)
         store = control.state_dir / "mesh.db"
-        resources = [
-            *(_pod_resource(pod, str(self.pods[pod.name].ip)) for pod in self.spec.certified_pods),
-            *(_service_resource(service) for service in self.spec.services),
-        ]
-        uids = asyncio.run(_apply(store, resources))
-        controllers: tuple[tuple[str, int, list[str]], ...] = (
-            ("destination", DESTINATION_PORT, []),
-            (
-                "identity",
-                IDENTITY_PORT,
-                ["--trust-anchors", str(trust.trust_anchors),
-                 "--issuer-cert", str(trust.issuer_certificate),
-                 "--issuer-key", str(trust.issuer_key),
-                 "--token-key", str(token_key_path)],
-            ),
-        )  # fmt: skip
+        ips = {name: str(self.pods[name].ip) for name in self.spec.store_pods()}
+        uids = asyncio.run(meshstore.apply(store, meshstore.resources(self.spec, ips)))
+        token_key_path = control.state_dir / "token.key"
+        controllers: list[tuple[str, int, list[str]]] = [("destination", DESTINATION_PORT, [])]
+        token_key = b""
+        if self.spec.certified_pods:
+            trust = self._trust()
+            token_key = ensure_token_key(token_key_path)
+            controllers.append(
+                (
+                    "identity",
+                    IDENTITY_PORT,
+                    ["--trust-anchors", str(trust.trust_anchors),
+                     "--issuer-cert", str(trust.issuer_certificate),
+                     "--issuer-key", str(trust.issuer_key),
+                     "--token-key", str(token_key_path)],
+                )
+            )  # fmt: skip
+        if self.spec.routed_pods:
+            controllers.append(("policy", POLICY_PORT, []))
         for name, port, extra in controllers:
             argv = [PYTHON, "-m", "gossamer", "controller", name, "--store", str(store)]
             argv += ["--addr", f"0.0.0.0:{port}", *extra]
             process = self._spawn(control, argv, "load", name)
             self._wait_port(control, port, process)
+        destination = {"GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:{DESTINATION_PORT}"}
+        for pod in self.spec.routed_pods:
+            self._mesh_env[pod.name] = {
+                **destination,
+                "GOSSAMER_PROXY_POLICY_SVC_ADDR": f"{control.ip}:{POLICY_PORT}",
+            }
+        if self.spec.certified_pods:
+            self._issue_join_tokens(token_key, uids, destination)
+
+    def _issue_join_tokens(
+        self, token_key: bytes, uids: dict[tuple[str, str], str], destination: dict[str, str]
+    ) -> None:
+        """A join token per certified pod, and its proxy's environment."""
+        control, trust = self.pods[CONTROL_POD], self._trust()
         # The proxy's uid must reach its token: a 0711 directory under /run, one 0700
         # directory per pod owned by that uid.
         self._tokens = tokens = Path(tempfile.mkdtemp(prefix="gossamer-bench-tokens-", dir="/run"))
@@ -196,14 +214,14 @@ class LiveTestbed:
             token = own / "join-token"
             token.write_bytes(
                 mint_join_token(
-                    token_key, MESH_NAMESPACE, pod.name, uids[pod.name], pod.service_account,
-                    _TOKEN_LIFETIME_S,
+                    token_key, MESH_NAMESPACE, pod.name, uids[("Pod", pod.name)],
+                    pod.service_account, _TOKEN_LIFETIME_S,
                 )
             )  # fmt: skip
             os.chown(token, PROXY_UID, PROXY_UID)
             token.chmod(0o600)
             self._mesh_env[pod.name] = {
-                "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:{DESTINATION_PORT}",
+                **destination,
                 "GOSSAMER_PROXY_IDENTITY_SVC_ADDR": f"{control.ip}:{IDENTITY_PORT}",
                 "GOSSAMER_PROXY_IDENTITY_LOCAL_NAME": tls_identity(pod.service_account),
                 "GOSSAMER_PROXY_IDENTITY_TRUST_ANCHORS": anchors,
@@ -339,7 +357,7 @@ class LiveTestbed:
         tls = self._tls_files(spec, directory) if spec.tls else None
         if spec.kind == "gossamer":
             env = dict(GOSSAMER_ENV)
-            if self.spec.pod(spec.pod).service_account is not None:
+            if self.spec.pod(spec.pod).control_plane:
                 if self._control_error is not None:
                     raise BringupError(self._control_error)
                 env.update(self._mesh_env[spec.pod])
@@ -408,13 +426,34 @@ class LiveTestbed:
                 f"{scenario.name}: GET {url} from pod {pod.name} gave "
                 f"{trailer or 'nothing'!r} body {body!r} {done.stderr.strip()}"
             )
+        if scenario.canary is not None:
+            self._check_canary(scenario, pod, flags, url)
+
+    def _check_canary(self, scenario: Scenario, pod: Pod, flags: list[str], url: str) -> None:
+        """With the canary header, the route's first rule must take the request to its
+        backend without endpoints: 503 once the proxy stops waiting for one. So the route is
+        in force and its header match is evaluated per request (the load never sends it)."""
+        assert scenario.canary is not None
+        header = ": ".join(scenario.canary)
+        done = pod.exec(
+            ["curl", "-sS", "--max-time", "10", *flags, "-H", header, "-o", "/dev/null",
+             "-w", "%{http_code}", url],
+            check=False,
+            timeout=20,
+        )  # fmt: skip
+        if done.stdout.strip() != "503":
+            raise BringupError(
+                f"{scenario.name}: GET {url} with {header!r} from pod {pod.name} gave "
+                f"{done.stdout.strip() or 'nothing'!r}, not the canary rule's 503 "
+                f"{done.stderr.strip()}"
+            )
 
     def check_certify(self, scenario: Scenario) -> None:
         """One Certify to the service: the leaf it returns must name the requested identity."""
         pod = self.pods[scenario.client_pod]
         done = pod.exec(
             self.certify_argv("--check", self.address(scenario.target)),
-            env=CERTIFY_DRIVER_ENV,
+            env=BENCH_PACKAGE_ENV,
             check=False,
             timeout=30,
         )
@@ -433,16 +472,17 @@ class LiveTestbed:
             "--requests", str(self.certify_requests), *options,
         ]  # fmt: skip
 
-    def gossamer_counts(self, name: str, *must_contain: str) -> tuple[int, int]:
+    def gossamer_counts(self, name: str, *must_contain: str, prefix: str = "") -> tuple[int, int]:
         """(requests, successful responses) a Gossamer proxy has counted in its /metrics,
-        over the series whose labels contain every string of `must_contain`."""
+        over the series whose labels contain every string of `must_contain`; `prefix`
+        "outbound_http_route_" counts per route (logical requests) instead."""
         pod = self.pods[self.spec.proxy(name).pod]
         url = f"http://127.0.0.1:{GOSSAMER_ADMIN_PORT}/metrics"
         done = pod.exec(["curl", "-sS", "--max-time", "5", url], check=False, timeout=15)
         if done.returncode != 0:
             raise BringupError(f"{name}: GET {url} failed: {done.stderr.strip()}")
-        return _metric_sum(done.stdout, "request_total", *must_contain), _metric_sum(
-            done.stdout, "response_total", 'classification="success"', *must_contain
+        return _metric_sum(done.stdout, f"{prefix}request_total", *must_contain), _metric_sum(
+            done.stdout, f"{prefix}response_total", 'classification="success"', *must_contain
         )
 
 
@@ -459,46 +499,3 @@ def _metric_sum(text: str, name: str, *must_contain: str) -> int:
         if match and all(part in (match.group(1) or "") for part in must_contain):
             total += float(match.group(2))
     return int(total)
-
-
-def _pod_resource(pod: PodSpec, ip: str) -> Resource:
-    """A running, meshed Pod of the mesh's store, labelled `app=<name>`."""
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod.name, "namespace": MESH_NAMESPACE,
-                         "labels": {"app": pod.name}},
-            "spec": {"serviceAccountName": pod.service_account,
-                     "containers": [{"name": "app", "command": ["origin"]}]},
-            "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
-        }
-    )  # fmt: skip
-
-
-def _service_resource(service: ServiceSpec) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": service.name, "namespace": MESH_NAMESPACE},
-            "spec": {
-                "clusterIP": service.vip,
-                "selector": {"app": service.pod},
-                "ports": [{"port": service.port, "targetPort": service.target_port}],
-            },
-        }
-    )
-
-
-async def _apply(path: Path, resources: list[Resource]) -> dict[str, str]:
-    """Applies resources to the SQLite store; returns each one's uid by name."""
-    store = SQLiteStore(path)
-    try:
-        uids = {}
-        for resource in resources:
-            stored = await store.apply(resource)
-            uids[stored.name] = stored.metadata.uid
-        return uids
-    finally:
-        await store.close()

@@ -16,7 +16,8 @@ service has seen it, from the endpoint sets the watchers rebuild from the update
 
 Also: how long 100 watchers wait for their first answer at startup, and the destination's
 RSS (VmRSS now, VmHWM peak) and CPU time per phase. With two or more cores the destination
-runs on cpu1 and this process (writer and watchers) on cpu0. Target: p99 under 1 s.
+runs on cpu1 and this process (writer and watchers) on cpu0 (`--cpus LOAD,SERVICE` picks
+others: `bench/run` passes its own CPU plan). Target: p99 under 1 s.
 
 Prints a table and writes bench/results/destination-scale.json.
 """
@@ -51,6 +52,8 @@ TARGET_P99_MS = 1000.0
 CHANGE_DEADLINE_S = 10.0
 
 Address = tuple[str, int]
+# (this process's CPU, the destination's CPU), or None to leave both unpinned.
+Cores = tuple[int, int] | None
 
 
 # -- the population ---------------------------------------------------------------------------
@@ -363,7 +366,7 @@ async def serve(store_path: Path, poll_interval: float) -> None:
 
 
 async def start_destination(
-    store_path: Path, log: Path, poll_interval: float | None
+    store_path: Path, log: Path, poll_interval: float | None, cores: Cores
 ) -> tuple[asyncio.subprocess.Process, int]:
     if poll_interval is None:
         command = ["-m", "gossamer", "controller", "destination", "--store", str(store_path)]
@@ -375,9 +378,9 @@ async def start_destination(
         process = await asyncio.create_subprocess_exec(
             sys.executable, *command, stdout=asyncio.subprocess.DEVNULL, stderr=sink
         )
-    if len(os.sched_getaffinity(0)) >= 2:
-        os.sched_setaffinity(process.pid, {1})
-        os.sched_setaffinity(0, {0})
+    if cores is not None:
+        os.sched_setaffinity(process.pid, {cores[1]})
+        os.sched_setaffinity(0, {cores[0]})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.returncode is not None:
@@ -392,12 +395,12 @@ async def start_destination(
 # -- the run ----------------------------------------------------------------------------------
 
 
-async def idle_memory(directory: Path, poll_interval: float | None) -> dict[str, int]:
+async def idle_memory(directory: Path, poll_interval: float | None, cores: Cores) -> dict[str, int]:
     """The destination's memory over an empty store, answering one watcher: its baseline."""
     store = SQLiteStore(directory / "empty.db")
     await store.apply(service(0))
     process, port = await start_destination(
-        directory / "empty.db", directory / "empty.log", poll_interval
+        directory / "empty.db", directory / "empty.log", poll_interval, cores
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -412,17 +415,19 @@ async def idle_memory(directory: Path, poll_interval: float | None) -> dict[str,
 
 
 async def run(options: argparse.Namespace) -> dict[str, Any]:
-    two_cores = len(os.sched_getaffinity(0)) >= 2
+    cores: Cores = options.cpus
+    if cores is None and len(os.sched_getaffinity(0)) >= 2:
+        cores = (0, 1)
     with tempfile.TemporaryDirectory(prefix="gossamer-destination-scale-") as temp:
         directory = Path(temp)
-        memory_idle = await idle_memory(directory, options.poll_interval)
+        memory_idle = await idle_memory(directory, options.poll_interval, cores)
         store = SQLiteStore(directory / "store.db")
         started = time.monotonic()
         population = await populate(store, options.services, options.pods)
         populate_s = time.monotonic() - started
         exec_at = time.monotonic()
         process, port = await start_destination(
-            directory / "store.db", directory / "dest.log", options.poll_interval
+            directory / "store.db", directory / "dest.log", options.poll_interval, cores
         )
         pid = process.pid
         phases: dict[str, Any] = {}
@@ -479,9 +484,9 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             "watchers": options.watchers,
             "store": "SQLite (writer and destination in separate processes)",
             "namespace": f"all in one ({NAMESPACE})",
-            "cores": "destination on cpu1, writer and watchers on cpu0"
-            if two_cores
-            else "one core shared",
+            "cores": f"destination on cpu{cores[1]}, writer and watchers on cpu{cores[0]}"
+            if cores is not None
+            else "unpinned",
             "store_poll_interval_s": options.poll_interval or 0.1,
             "populate_s": round(populate_s, 1),
             "exec_to_all_answered_s": round(ready_s, 2),
@@ -545,6 +550,14 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"target: every change seen by all its watchers with p99 < {TARGET_P99_MS:g} ms: {met}")
 
 
+def _cpus(text: str) -> tuple[int, int]:
+    load, _, service = text.partition(",")
+    try:
+        return int(load), int(service)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not LOAD,SERVICE CPU numbers: {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.destination_scale",
@@ -562,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         "--poll-interval",
         type=float,
         help="run the destination with this store poll interval (default: the CLI's, 0.1 s)",
+    )
+    parser.add_argument(
+        "--cpus",
+        type=_cpus,
+        metavar="LOAD,SERVICE",
+        help="pin this process (writer, watchers) and the destination to these CPUs "
+        "(default with two or more: 0,1)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the destination itself

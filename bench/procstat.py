@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RSS_SAMPLE_INTERVAL_S = 0.1
@@ -89,6 +89,7 @@ class Usage:
     rss_kb_max: dict[int, int]  # per pid
     core_busy: dict[str, float]  # fraction of each core busy (all processes on it)
     other_cpu_s: float  # used by processes outside the testbed (see OtherWork)
+    cpu_s_by_pid: dict[int, float] = field(default_factory=dict)
 
     @property
     def other_util(self) -> float:
@@ -116,7 +117,7 @@ class Meter:
 
     def __enter__(self) -> Meter:
         self._sample_once()
-        self._cpu0 = sum(cpu_seconds(pid) for pid in self._pids)
+        self._cpu0 = {pid: cpu_seconds(pid) for pid in self._pids}
         self._cores0 = core_times()
         self._other0 = self._other.cpu_seconds()
         self._t0 = time.monotonic()
@@ -130,13 +131,13 @@ class Meter:
         if exc_info[0] is not None:
             return
         self._sample_once()
-        cpu = sum(cpu_seconds(pid) for pid in self._pids) - self._cpu0
+        cpu = {pid: cpu_seconds(pid) - self._cpu0[pid] for pid in self._pids}
         other = self._other.cpu_seconds() - self._other0
         busy = {}
         for core, (b1, t1) in core_times().items():
             b0, t0 = self._cores0.get(core, (b1, t1))
             busy[core] = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-        self.usage = Usage(wall, cpu, dict(self._rss), busy, max(0.0, other))
+        self.usage = Usage(wall, sum(cpu.values()), dict(self._rss), busy, max(0.0, other), cpu)
 
 
 def machine_busy(seconds: float = 1.0) -> dict[str, float]:

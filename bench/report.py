@@ -1,4 +1,5 @@
 """Turns measurements into the report: medians over rounds, ratios to HAProxy, targets.
+(`bench.render` makes the text and writes the files.)
 
 RSS figures are *per proxy instance*: `rss_kb_idle` and `rss_kb_load` are those of the
 largest proxy process of the scenario (the figure a sidecar's memory limit is set from);
@@ -6,29 +7,37 @@ the `_sum` variants add up every proxy of the path. CPU per request is summed ov
 path's proxies. Medians are over the rounds that no other process disturbed (over all rounds
 if every one was disturbed); RSS under load is the peak over all rounds.
 
+The routed mesh path is also compared with the unrouted one of the same protocol and run
+(`*_vs_unrouted`): its rps ratio, and the CPU per request it adds, over the whole path and in
+the client's proxy alone (where routing and balancing happen).
+
 The Certify row (`certify/grpc`) is not an HTTP path: its rps are certificates issued per
 second, its p50/p99 come from that same closed-loop run (16 in flight), and its CPU and RSS
 are the identity service's. It is also summarized on its own under `certify` in the JSON.
+
+The destination service at scale (`bench.destination_scale`) is no row of the table: its
+result goes under `destination_scale` in the JSON and in a section of its own.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from bench import destination_scale
 from bench.certify import IN_FLIGHT
 from bench.runner import DISTURBED, Measurement
 from bench.scenarios import CERTIFY, Scenario
 from bench.settings import CpuPlan, RunSettings
-from bench.testbed import H1
+from bench.testbed import H1, H2
 
 RSS_TARGET_KB = 35 * 1024
 SINGLE_PROXY_RPS_TARGET = 0.8
 MESH_MTLS_RPS_TARGET = 0.5
+# Issue #5: the mesh path with routing and balancing at most 15% below the unrouted one.
+ROUTED_RPS_TARGET = 0.85
 # More new connections than this per 1000 requests on a TLS hop: the run measured
 # handshakes, not steady-state TLS.
 HANDSHAKES_PER_1K_LIMIT = 1.0
@@ -113,6 +122,10 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
             "cpu_us_per_req_fixed_rate": _round(
                 _median([m.cpu_us_per_req_fixed_rate for m in rounds]), 2
             ),
+            "cpu_us_per_req_by_proxy": {
+                name: _round(_median([m.cpu_us_per_req_by_proxy.get(name) for m in rounds]), 2)
+                for name in proxies
+            },
             "proxy_core_util": _round(util, 3),
             "core_busy": core_busy,
             "limited_by": _limit(core_busy[proxy_core], core_busy[load_core], bool(proxies)),
@@ -199,14 +212,20 @@ def _limit(proxy_busy: float | None, load_busy: float | None, proxied: bool) -> 
 
 
 def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[str, float]:
-    """Gossamer over HAProxy for each metric; also sets each row's `rps_vs_haproxy`."""
+    """Gossamer over HAProxy for each metric; also sets each row's `rps_vs_haproxy`. A routed
+    path is also compared with its unrouted path (`_vs_unrouted`, see `_versus_unrouted`)."""
     by_name = {row["name"]: row for row in rows}
     out: dict[str, float] = {}
     for record in records:
         scenario = record.scenario
         row, base = by_name[scenario.name], by_name.get(scenario.baseline or "")
         label = scenario.ratio_label
-        if label is None or base is None or row["status"] != "ok" or base["status"] != "ok":
+        if label is None or row["status"] != "ok":
+            continue
+        unrouted = by_name.get(scenario.unrouted or "")
+        if unrouted is not None and unrouted["status"] == "ok":
+            out.update(_versus_unrouted(label, row, unrouted))
+        if base is None or base["status"] != "ok":
             continue
         suffix = scenario.ratio_suffix
         for key, name in RATIO_FIELDS:
@@ -214,13 +233,44 @@ def ratios(rows: list[dict[str, Any]], records: list[ScenarioRecord]) -> dict[st
                 out[f"{label}_{key}_{suffix}"] = round(row[name] / base[name], 3)
         row["rps_vs_haproxy"] = out.get(f"{label}_rps_{suffix}")
         # Round by round the two ran minutes apart at most: the spread shows the noise.
-        row["rps_vs_haproxy_rounds"] = [
-            round(mine / theirs, 3)
-            for mine, theirs in zip(row["rps_rounds"], base["rps_rounds"], strict=False)
-            if theirs
-        ]
+        row["rps_vs_haproxy_rounds"] = _round_ratios(row, base)
         if row.get("rss_kb_load") is not None:
             out[f"{label}_rss_load_kb"] = row["rss_kb_load"]
+    return out
+
+
+def _round_ratios(row: dict[str, Any], base: dict[str, Any]) -> list[float]:
+    return [
+        round(mine / theirs, 3)
+        for mine, theirs in zip(row["rps_rounds"], base["rps_rounds"], strict=False)
+        if theirs
+    ]
+
+
+def _versus_unrouted(label: str, row: dict[str, Any], unrouted: dict[str, Any]) -> dict[str, float]:
+    """The routed path against the unrouted one: rps ratio, and the CPU per request routing
+    adds over the whole path and in the client's proxy (the first of each path's proxies);
+    also set on the row (`rps_vs_unrouted`, `extra_cpu_us_per_req`, ...)."""
+    out: dict[str, float] = {}
+    if row.get("rps") and unrouted.get("rps"):
+        out[f"{label}_rps_vs_unrouted"] = round(row["rps"] / unrouted["rps"], 3)
+    cpu, base_cpu = row.get("cpu_us_per_req"), unrouted.get("cpu_us_per_req")
+    if cpu is not None and base_cpu:
+        out[f"{label}_cpu_per_req_vs_unrouted"] = round(cpu / base_cpu, 3)
+        out[f"{label}_extra_cpu_us_per_req"] = round(cpu - base_cpu, 2)
+    client = row["cpu_us_per_req_by_proxy"].get(row["proxies"][0])
+    base_client = unrouted["cpu_us_per_req_by_proxy"].get(unrouted["proxies"][0])
+    if client is not None and base_client is not None:
+        out[f"{label}_client_extra_cpu_us_per_req"] = round(client - base_client, 2)
+    row.update(
+        {
+            "unrouted": unrouted["name"],
+            "rps_vs_unrouted": out.get(f"{label}_rps_vs_unrouted"),
+            "rps_vs_unrouted_rounds": _round_ratios(row, unrouted),
+            "extra_cpu_us_per_req": out.get(f"{label}_extra_cpu_us_per_req"),
+            "client_extra_cpu_us_per_req": out.get(f"{label}_client_extra_cpu_us_per_req"),
+        }
+    )
     return out
 
 
@@ -251,6 +301,10 @@ def targets(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[dict[st
             "met": None if mtls is None else mtls >= MESH_MTLS_RPS_TARGET,
             "disturbed": _all_disturbed(rows, "gossamer-mtls/h1", "haproxy-tls/h1"),
         },
+        *(
+            _routed_target(rows, ratio, protocol, what)
+            for protocol, what in ((H1, "HTTP/1.1"), (H2, "HTTP/2"))
+        ),
         {
             "target": "Gossamer proxy RSS under load <= 35 MiB = 35840 KiB (largest proxy, "
             "any scenario; MiB)",
@@ -265,6 +319,44 @@ def targets(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[dict[st
             "value": f"{sum(r['status'] == 'ok' for r in gossamer)}/{len(gossamer)} scenarios",
             "met": all(row["status"] == "ok" for row in gossamer) if gossamer else None,
         },
+    ]
+
+
+def _routed_target(
+    rows: list[dict[str, Any]], ratio: dict[str, float], protocol: str, what: str
+) -> dict[str, Any]:
+    label = "routed_mesh_path" if protocol == H1 else f"routed_mesh_path_{protocol}"
+    value = ratio.get(f"{label}_rps_vs_unrouted")
+    return {
+        "target": f"routed mesh-path {what} rps >= 0.85x the unrouted mesh path (same run)",
+        "value": value,
+        "met": None if value is None else value >= ROUTED_RPS_TARGET,
+        "disturbed": _all_disturbed(
+            rows, f"gossamer-routed/{protocol}", f"gossamer-mesh/{protocol}"
+        ),
+    }
+
+
+def _scale_target(scale: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The destination service at scale: every change seen by all its watchers, p99 < 1 s."""
+    if scale is None:
+        return []
+    result = scale.get("result")
+    worst = None
+    if result is not None:
+        changes = [
+            stats["p99_ms"]
+            for name, stats in destination_scale.rows(result)
+            if not name.startswith("startup") and stats["p99_ms"] is not None
+        ]
+        worst = max(changes) if changes else None
+    return [
+        {
+            "target": "destination at scale: every change seen by all its watchers, p99 < "
+            f"{destination_scale.TARGET_P99_MS:g} ms (worst phase p99, ms)",
+            "value": worst,
+            "met": None if result is None else bool(result["met"]),
+        }
     ]
 
 
@@ -307,12 +399,16 @@ def notes(rows: list[dict[str, Any]], ratio: dict[str, float]) -> list[str]:
             + (f", but these have none (marked *): {', '.join(only)}." if only else ".")
         )
     for row in ok:
-        rounds = row.get("rps_vs_haproxy_rounds") or []
-        if len(rounds) > 1 and max(rounds) - min(rounds) > NOISY_SPREAD:
-            found.append(
-                f"{row['name']}: rps vs HAProxy round by round was "
-                f"{', '.join(f'{r:.2f}' for r in rounds)}; the spread is noise, not the proxy."
-            )
+        for key, what in (
+            ("rps_vs_haproxy_rounds", "HAProxy"),
+            ("rps_vs_unrouted_rounds", "unrouted"),
+        ):
+            rounds = row.get(key) or []
+            if len(rounds) > 1 and max(rounds) - min(rounds) > NOISY_SPREAD:
+                found.append(
+                    f"{row['name']}: rps vs {what} round by round was "
+                    f"{', '.join(f'{r:.2f}' for r in rounds)}; the spread is noise, not the proxy."
+                )
     for row in rows:
         # HTTP/2 runs allow 10 streams per connection, so a slow answer delays no other.
         if row.get("latency_over_10ms") and row["protocol"] == H1:
@@ -330,7 +426,10 @@ def build(
     settings: RunSettings,
     cpus: CpuPlan,
     environment: dict[str, object],
+    scale: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The report; `scale` is the destination-scale run's `{"status", "error", "result"}`
+    (None when it did not run)."""
     rows = [summarize(record, idle_rss, cpus) for record in records]
     ratio = ratios(rows, records)
     certify = next((row for row in rows if row.get("unit") == "certificates"), None)
@@ -349,7 +448,8 @@ def build(
             "rss_kb_idle": certify["rss_kb_idle"],
             "rss_kb_load": certify["rss_kb_load"],
         },
-        "targets": targets(rows, ratio),
+        "destination_scale": scale,
+        "targets": targets(rows, ratio) + _scale_target(scale),
         "notes": notes(rows, ratio),
         "settings": {
             "mode": settings.name,
@@ -367,109 +467,3 @@ def build(
         },
         **environment,
     }
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _busy(cores: dict[str, float]) -> str:
-    return ", ".join(f"{core} {busy:.0%} busy" for core, busy in sorted(cores.items()))
-
-
-def _mib(kb: int | None) -> str:
-    return "-" if kb is None else f"{kb / 1024:.1f}"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    s = report["settings"]
-    lines = [
-        f"# Gossamer side-by-side benchmark ({s['mode']}, {s['rounds']} round(s))",
-        "",
-        f"{report['date']} · {report['cpu']}, {report['cores']} cores, load average "
-        f"{' '.join(report['loadavg'])} and {_busy(report['core_busy_before_start'])} "
-        "before start · commit "
-        f"{report['commit']} · load generators and origins on cpu{s['cpu_load_and_origin']}, "
-        f"proxies on cpu{s['cpu_proxies']} · throughput: wrk {s['h1_connections']} connections "
-        f"(HTTP/1.1), h2load {s['h2_connections']}x{s['h2_streams_per_connection']} streams "
-        f"(HTTP/2), {s['throughput_s']} s · latency: h2load at a fixed "
-        f"{s['latency_rate_rps']} req/s, {s['latency_s']} s",
-        "",
-        "Every proxy (Gossamer, HAProxy, nginx) runs as a sidecar behind the same `gossamer init` "
-        "iptables interception: the load generator dials the origin's (or next pod's) address, "
-        "REDIRECT takes it to the sidecar on 127.0.0.1:4140, the next pod's to its sidecar on "
-        "4143; sidecars run as uid 2102, which the rules let through.",
-        "",
-        "| scenario | rps | vs HAProxy | p50 ms | p99 ms | proxy CPU µs/req | proxy core "
-        "| limited by | RSS idle MiB | RSS load MiB |",
-        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",
-    ]
-    for row in report["scenarios"]:
-        if row["status"] != "ok":
-            lines.append(f"| {row['name']} | FAILED | | | | | | | | |")
-            continue
-        versus = row.get("rps_vs_haproxy")
-        util = row.get("proxy_core_util")
-        certify_mark = "†" if row.get("unit") == "certificates" else ""
-        lines.append(
-            f"| {row['name']}{certify_mark}"
-            f"{'*' if row['rounds_used'] == row['rounds_disturbed'] else ''} "
-            f"| {row['rps']:,.0f} | {_fmt(versus, '.2f')} "
-            f"| {_fmt(row['p50_ms'], '.3f')} "
-            f"| {_fmt(row['p99_ms'], '.3f')} | {_fmt(row.get('cpu_us_per_req'), '.1f')} "
-            f"| {'-' if util is None else f'{util:.0%}'} | {row['limited_by']} "
-            f"| {_mib(row.get('rss_kb_idle'))} | {_mib(row.get('rss_kb_load'))} |"
-        )
-    if report.get("certify"):
-        lines += [
-            "",
-            f"† Certify: certificates issued per second by the identity service over gRPC "
-            f"(CSR checked, join token checked against the store, leaf signed), closed loop "
-            f"with {report['certify']['in_flight']} requests in flight; p50/p99 from that run; "
-            "CPU per certificate, core and RSS are the identity service's.",
-        ]
-    reuse = [row for row in report["scenarios"] if row.get("tls_connections_opened")]
-    if reuse:
-        lines += ["", "**TLS connection reuse** (new connections to the TLS hop's server)", ""]
-        for row in reuse:
-            opened = row["tls_connections_opened"]
-            lines.append(
-                f"- {row['name']}: {opened['warmup']} in the warm-up runs, "
-                f"{opened['throughput']} in the throughput runs, {opened['fixed_rate']} in the "
-                f"fixed-rate runs ({row['tls_handshakes_per_1k_req']} per 1000 measured requests)"
-            )
-    lines += ["", "**Targets**", ""]
-    for target in report["targets"]:
-        mark = {True: "MET", False: "MISSED", None: "UNKNOWN"}[target["met"]]
-        caveat = " (disturbed by other processes: rerun on a quiet machine)"
-        lines.append(
-            f"- [{mark}] {target['target']}: {target['value']}"
-            + (caveat if target.get("disturbed") else "")
-        )
-    failed = [row for row in report["scenarios"] if row["status"] != "ok"]
-    if failed:
-        lines += ["", "**Failed scenarios**", ""]
-        lines += [f"- {row['name']}: {row['error']}" for row in failed]
-    if report["notes"]:
-        lines += ["", "**Notes**", ""]
-        lines += [f"- {note}" for note in report["notes"]]
-    lines += [
-        "",
-        "RSS is per proxy process (the largest of the path's proxies); CPU per request is "
-        "summed over the path's proxies. p50/p99 come from the fixed-rate run, rps from the "
-        "saturated run. See bench/README.md.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
-    for path, text in (
-        (json_path, json.dumps(report, indent=2) + "\n"),
-        (md_path, markdown(report)),
-    ):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return json_path, md_path

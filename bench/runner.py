@@ -4,7 +4,9 @@ A run fails loudly (`ScenarioFailed`) instead of reporting a number it cannot vo
 a load generator that saw non-2xx answers or socket errors, a fixed-rate run that could
 not hold its rate, a proxy that used no CPU (traffic went around it), or a Gossamer proxy
 whose metrics did not count the requests sent through it (on an mTLS path: as mutual TLS,
-`tls="true"`, on both proxies).
+`tls="true"`, on both proxies). On a routed path the client's proxy must count every request
+on the scenario's HTTPRoute, and the server side's proxies, between which the balancer
+shares the requests, must count them all together and each at least `MIN_BALANCED_SHARE`.
 
 On a path with a TLS hop, the runner also counts the connections opened to the hop's
 server during the warm-up, the throughput run and the fixed-rate run (`tls_opened`): with
@@ -22,11 +24,11 @@ import select
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import loadgen
-from bench.bringup import CERTIFY_DRIVER_ENV, BringupError, LiveTestbed
+from bench.bringup import BENCH_PACKAGE_ENV, BringupError, LiveTestbed
 from bench.certify import IN_FLIGHT
 from bench.loadgen import LoadCommand, LoadResult
 from bench.procstat import Meter, Usage
@@ -37,6 +39,11 @@ from gossamer.local.pod import Pod, SandboxError, base_env
 
 # Other processes using more than this share of a core during a run disturb it.
 DISTURBED = 0.05
+# On a routed path, each endpoint must serve at least this share of the requests: else the
+# balancer did not balance (P2C over equal endpoints gives each about half).
+MIN_BALANCED_SHARE = 0.05
+# The per-route series of a Gossamer proxy's /metrics.
+ROUTE_METRICS = "outbound_http_route_"
 
 
 class ScenarioFailed(RuntimeError):
@@ -57,6 +64,21 @@ class Measurement:
     rss_kb_load: dict[str, int]  # per proxy instance, the peak over both load runs
     # Connections opened to the TLS hop's server: {"warmup", "throughput", "fixed_rate"}.
     tls_opened: dict[str, int] | None = None
+    proxy_pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cpu_us_per_req_by_proxy(self) -> dict[str, float]:
+        """Each proxy's CPU time per request of the saturated run (all requests of the run,
+        also for a proxy that served only its share of them)."""
+        requests = self.throughput.requests
+        if not requests:
+            return {}
+        by_pid = self.throughput_usage.cpu_s_by_pid
+        return {
+            name: by_pid[pid] * 1e6 / requests
+            for name, pid in self.proxy_pids.items()
+            if pid in by_pid
+        }
 
     @property
     def cpu_us_per_req(self) -> float | None:
@@ -108,6 +130,7 @@ class ScenarioRunner:
         # On an mTLS path every request must be counted as mutual TLS by both proxies.
         labels = ('tls="true"',) if scenario.mtls else ()
         counts_before = {name: live.gossamer_counts(name, *labels) for name in gossamer}
+        route_before = self._route_counts(scenario)
         hop = scenario.tls_hop
         syns = [self._syns(hop)]
 
@@ -142,20 +165,9 @@ class ScenarioRunner:
                 f"{scenario.name}: the proxies {', '.join(names)} used no CPU time during "
                 f"{throughput.requests} requests: traffic did not go through them"
             )
-        counted = {}
-        for name in gossamer:
-            requests0, ok0 = counts_before[name]
-            requests1, ok1 = live.gossamer_counts(name, *labels)
-            sent = throughput.requests + latency.requests
-            if requests1 - requests0 < sent or ok1 - ok0 < sent:
-                raise ScenarioFailed(
-                    f"{scenario.name}: {name} counted {requests1 - requests0} requests and "
-                    f"{ok1 - ok0} successes {' '.join(labels)} in its metrics, but the load "
-                    f"generators completed at least {sent}: traffic bypassed the proxy"
-                    + (", or did not go over mutual TLS" if labels else "")
-                    + ", or its metrics are off"
-                )
-            counted[name] = requests1 - requests0
+        sent = throughput.requests + latency.requests
+        counted = self._check_counts(scenario, gossamer, labels, counts_before, sent)
+        self._check_route(scenario, route_before, sent)
         rss = {
             name: max(usage_t.rss_kb_max[pid], usage_l.rss_kb_max[pid])
             for name, pid in zip(names, pids, strict=True)
@@ -169,7 +181,66 @@ class ScenarioRunner:
             counted_requests=counted,
             rss_kb_load=rss,
             tls_opened=tls_opened,
+            proxy_pids=dict(zip(names, pids, strict=True)),
         )
+
+    def _check_counts(
+        self,
+        scenario: Scenario,
+        gossamer: list[str],
+        labels: tuple[str, ...],
+        before: dict[str, tuple[int, int]],
+        sent: int,
+    ) -> dict[str, int]:
+        """Requests each Gossamer proxy counted during the runs: at least `sent` each, or on
+        the balanced side, `sent` together and each its share."""
+        counted, ok = {}, {}
+        for name in gossamer:
+            requests1, ok1 = self.live.gossamer_counts(name, *labels)
+            counted[name], ok[name] = requests1 - before[name][0], ok1 - before[name][1]
+        groups = [[name] for name in gossamer if name not in scenario.balanced]
+        if scenario.balanced:
+            groups.append(list(scenario.balanced))
+        for group in groups:
+            requests = sum(counted[name] for name in group)
+            successes = sum(ok[name] for name in group)
+            if requests < sent or successes < sent:
+                who = " and ".join(group) + (" together" if len(group) > 1 else "")
+                raise ScenarioFailed(
+                    f"{scenario.name}: {who} counted {requests} requests and {successes} "
+                    f"successes {' '.join(labels)} in its metrics, but the load generators "
+                    f"completed at least {sent}: traffic bypassed the proxy"
+                    + (", or did not go over mutual TLS" if labels else "")
+                    + ", or its metrics are off"
+                )
+        for name in scenario.balanced:
+            if counted[name] < MIN_BALANCED_SHARE * sent:
+                raise ScenarioFailed(
+                    f"{scenario.name}: {name} served {counted[name]} of {sent} requests "
+                    f"(under {MIN_BALANCED_SHARE:.0%}): the requests were not balanced"
+                )
+        return counted
+
+    def _route_counts(self, scenario: Scenario) -> tuple[int, int] | None:
+        if scenario.route is None:
+            return None
+        return self.live.gossamer_counts(
+            scenario.proxies[0], f'route_name="{scenario.route}"', prefix=ROUTE_METRICS
+        )
+
+    def _check_route(self, scenario: Scenario, before: tuple[int, int] | None, sent: int) -> None:
+        """The client's proxy must have served every request on the scenario's HTTPRoute
+        (not on the default route, which would mean its policy was not in force)."""
+        after = self._route_counts(scenario)
+        if before is None or after is None:
+            return
+        requests, successes = after[0] - before[0], after[1] - before[1]
+        if requests < sent or successes < sent:
+            raise ScenarioFailed(
+                f"{scenario.name}: {scenario.proxies[0]} counted {requests} requests and "
+                f"{successes} successes on route {scenario.route}, but the load generators "
+                f"completed at least {sent}: the route was not in force"
+            )
 
     def _syns(self, hop: Endpoint | None) -> int:
         if hop is None:
@@ -199,7 +270,7 @@ class ScenarioRunner:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                env=base_env(CERTIFY_DRIVER_ENV),
+                env=base_env(BENCH_PACKAGE_ENV),
                 cwd="/",
             )
         assert driver.stdin is not None and driver.stdout is not None

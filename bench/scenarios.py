@@ -8,11 +8,17 @@ it dials, the proxy instances whose CPU and memory count for it, and (for Gossam
 HAProxy scenario its ratios are taken against. `tls_hop` is the server side of a TLS hop,
 where the runner counts new connections (handshakes) during each run.
 
+The routed mesh path (`gossamer-routed`) is the plaintext mesh path with the control plane:
+the client dials a Service's virtual IP and its proxy routes each request (HTTPRoute rule,
+P2C over two server pods, replay buffer for retries). Besides its HAProxy ratios it is
+compared with the unrouted `gossamer-mesh` of the same protocol (`unrouted_path`): the
+difference is what routing and balancing cost per request.
+
 The Certify scenario (`kind="certify"`) is not an HTTP path: its load generator drives the
 identity service's Certify over gRPC, and its "requests" are certificates issued.
 
-Later comparisons (destination scale) add entries to `_paths` or a list of their own with
-the same shape.
+The destination service at scale is not a scenario of this list: `bench/run` runs
+`bench.destination_scale` after them, under the name `DESTINATION_SCALE`.
 """
 
 from __future__ import annotations
@@ -31,10 +37,14 @@ from bench.testbed import (
     origin_port,
     peer_pod,
     peer_tls_hop,
+    routed_route,
+    routed_service,
 )
 
 HTTP = "http"
 CERTIFY = "certify"
+# The name `--only` matches to run the destination service's scale measurement.
+DESTINATION_SCALE = "destination-scale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,14 @@ class Scenario:
     # Where the TLS hop's server listens (pod, port): new connections there are counted.
     tls_hop: Endpoint | None = None
     kind: str = HTTP
+    # Routed paths: the unrouted path routing's cost is measured against; the HTTPRoute
+    # the client's proxy must count every request on; the proxies among `proxies` that the
+    # balancer shares the requests between (each must get its share); and a header whose
+    # rule sends to a backend without endpoints (the preflight expects 503 with it).
+    unrouted_path: str | None = None
+    route: str | None = None
+    balanced: tuple[str, ...] = ()
+    canary: tuple[str, str] | None = None
 
     @property
     def mtls(self) -> bool:
@@ -65,6 +83,11 @@ class Scenario:
     @property
     def baseline(self) -> str | None:
         path = self.baseline_path
+        return None if path is None else f"{path}/{self.protocol}"
+
+    @property
+    def unrouted(self) -> str | None:
+        path = self.unrouted_path
         return None if path is None else f"{path}/{self.protocol}"
 
     @property
@@ -120,6 +143,20 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             (named("gossamer-mesh-a", p), named("gossamer-mesh-b", p)),
             baseline_path="haproxy-chain",
             ratio_base="mesh_path",
+        ),
+        Scenario(
+            "gossamer-routed",
+            "gossamer",
+            p,
+            named("rt-a", p),
+            Endpoint(None, SERVICE_PORT, service=routed_service(p).name),
+            tuple(named(f"gossamer-routed-{side}", p) for side in ("a", "b", "c")),
+            baseline_path="haproxy-chain",
+            ratio_base="routed_mesh_path",
+            unrouted_path="gossamer-mesh",
+            route=routed_route(p).name,
+            balanced=(named("gossamer-routed-b", p), named("gossamer-routed-c", p)),
+            canary=routed_route(p).canary,
         ),
         peer("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),
         peer("haproxy-tls", "haproxy", "haproxy-tls-a", "haproxy-tls-b"),

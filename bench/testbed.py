@@ -14,6 +14,9 @@ connections skip it) and each listener (`Route`) forwards to a fixed upstream.
     gm-b-h1     meshed: gossamer-mesh-b-h1 (inbound) -> origin nginx on 127.0.0.1
     mt-a-h1     meshed, certified: wrk, h2load, gossamer-mtls-a-h1 (outbound) -> service mt-h1
     mt-b-h1     meshed, certified: gossamer-mtls-b-h1 (inbound) -> origin nginx on 127.0.0.1
+    rt-a-h1     meshed, routed: wrk, h2load, gossamer-routed-a-h1 (outbound) -> service rt-h1
+    rt-b-h1     meshed: gossamer-routed-b-h1 (inbound) -> origin nginx on 127.0.0.1
+    rt-c-h1     meshed: gossamer-routed-c-h1 (inbound) -> origin nginx on 127.0.0.1
     hs-a-h1     meshed: wrk, h2load, haproxy-single-h1 (127.0.0.1:4140)  -> origin
     hc-a-h1     meshed: wrk, h2load, haproxy-chain-a-h1 (127.0.0.1:4140) -> hc-b-h1
     hc-b-h1     meshed: haproxy-chain-b-h1 (0.0.0.0:4143) -> origin nginx on 127.0.0.1
@@ -21,7 +24,8 @@ connections skip it) and each listener (`Route`) forwards to a fixed upstream.
     ht-b-h1     meshed: haproxy-tls-b-h1 (TLS on 4143) -> origin nginx on 127.0.0.1
     ns-a-h1, nc-a-h1, nc-b-h1, nt-a-h1, nt-b-h1: the same for nginx
     (and the same pods for h2)
-    control     destination and identity services of the certified pods; certify-identity
+    control     destination, identity and policy services of the certified and routed
+                pods; certify-identity; the destination-scale run
 
 Mutual TLS: the certified pods (`mt-*`) are Pods of a SQLite store with a service account;
 their proxies get a certificate from the identity service (join tokens) and resolve the
@@ -31,9 +35,17 @@ hop with their own TLS (TLS 1.3, client certificates required, ECDSA P-256 leave
 CA made the way the mesh makes its own). `certify-identity` is a second identity service,
 measured alone by the Certify scenario.
 
+Routing: the routed client pods (`rt-a-*`) are plaintext like the `gm-*` mesh path, but their
+proxy resolves the service `rt-<p>` through the destination service and follows the policy
+service's routes: an HTTPRoute whose first rule (a header match the load never sends) goes to
+a canary service without endpoints and whose second rule takes every other request to
+`rt-<p>`, a Service with a retry annotation over two pods, `rt-b-*` and `rt-c-*`, each with
+its own inbound proxy and origin. So each request is matched against a rule, balanced (P2C)
+over two endpoints and kept for replay, as traffic to a Service in the mesh is.
+
 Every proxy instance serves one scenario (one path, one protocol), so its CPU time and its
 memory, which a Python heap does not give back, belong to that scenario alone.
-New comparisons (destination scale, other proxies) add pods, instances and routes here.
+New comparisons (other proxies) add pods, instances and routes here.
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ CONTROL_POD = "control"
 MESH_NAMESPACE = "bench"
 DESTINATION_PORT = 8086
 IDENTITY_PORT = 8090
+POLICY_PORT = 8092
 # The identity service the Certify scenario drives (its own store, trust and process).
 CERTIFY_PORT = 9443
 # Services' virtual IPs: outside the sandbox's pod subnet (10.77.0.0/16).
@@ -71,6 +84,12 @@ SERVICE_PORT = 80
 OUTBOUND_PORT = DEFAULT_OUTBOUND_PORT  # 127.0.0.1
 INBOUND_PORT = DEFAULT_INBOUND_PORT  # 0.0.0.0
 VIPS = {H1: "10.97.0.10", H2: "10.97.0.11"}
+ROUTED_VIPS = {H1: "10.97.0.20", H2: "10.97.0.21"}
+CANARY_VIPS = {H1: "10.97.0.30", H2: "10.97.0.31"}
+# The routed path's first rule: requests with this header go to the canary service.
+CANARY_HEADER = ("x-bench-canary", "true")
+# Makes the proxy keep every request for replay (and retry 5xx answers once).
+RETRY_ANNOTATIONS = (("retry.gossamer.dev/http", "5xx"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +126,20 @@ class Route:
 class PodSpec:
     """`service_account`: the pod is a Pod of the mesh's store, and its Gossamer proxy is
     certified by the identity service and resolves services through the destination service
-    (mutual TLS with every other such pod)."""
+    (mutual TLS with every other such pod). `routed`: its Gossamer proxy resolves services
+    through the destination service and follows the policy service's routes, without
+    identity (plaintext)."""
 
     name: str
     meshed: bool = False
     origin: bool = False
     service_account: str | None = None
+    routed: bool = False
+
+    @property
+    def control_plane(self) -> bool:
+        """Whether its proxy talks to the mesh's control plane."""
+        return self.service_account is not None or self.routed
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +159,26 @@ class ProxySpec:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A Service of the mesh's store: `vip:port` goes to the one pod `pod` (its label
-    `app=<pod>`) on `target_port`."""
+    """A Service of the mesh's store: `vip:port` goes to the pods `pods` (Pods of the store
+    labelled `app=<service name>`) on `target_port`; no pods, no endpoints."""
 
     name: str
     vip: str
     port: int
     target_port: int
-    pod: str
+    pods: tuple[str, ...]
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRouteSpec:
+    """An HTTPRoute on `service`'s port: requests with the header `canary` go to the service
+    `canary_backend`, every other request to `service` itself (a catch-all rule)."""
+
+    name: str
+    service: str
+    canary: tuple[str, str]
+    canary_backend: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +186,7 @@ class Testbed:
     pods: tuple[PodSpec, ...]
     proxies: tuple[ProxySpec, ...]
     services: tuple[ServiceSpec, ...] = ()
+    routes: tuple[HttpRouteSpec, ...] = ()
 
     def proxy(self, name: str) -> ProxySpec:
         for spec in self.proxies:
@@ -169,6 +209,19 @@ class Testbed:
     @property
     def certified_pods(self) -> tuple[PodSpec, ...]:
         return tuple(pod for pod in self.pods if pod.service_account is not None)
+
+    @property
+    def routed_pods(self) -> tuple[PodSpec, ...]:
+        return tuple(pod for pod in self.pods if pod.routed)
+
+    def store_pods(self) -> dict[str, str]:
+        """The pods that are Pods of the mesh's store, with their `app` label: certified pods
+        and the pods of a service (labelled with its name; else with their own)."""
+        labels = {pod.name: pod.name for pod in self.certified_pods}
+        for service in self.services:
+            for name in service.pods:
+                labels[name] = service.name
+        return labels
 
 
 def tls_identity(account: str) -> str:
@@ -280,7 +333,46 @@ def _gossamer(p: str) -> tuple[ProxySpec, ...]:
 
 def mtls_service(p: str) -> ServiceSpec:
     """The service the mTLS mesh path's client dials: its VIP goes to `mt-b-<p>`."""
-    return ServiceSpec(named("mt", p), VIPS[p], SERVICE_PORT, origin_port(p), named("mt-b", p))
+    return ServiceSpec(named("mt", p), VIPS[p], SERVICE_PORT, origin_port(p), (named("mt-b", p),))
+
+
+def _routed_pods(p: str) -> tuple[PodSpec, ...]:
+    return (
+        PodSpec(named("rt-a", p), meshed=True, routed=True),
+        PodSpec(named("rt-b", p), meshed=True, origin=True),
+        PodSpec(named("rt-c", p), meshed=True, origin=True),
+    )
+
+
+def _routed(p: str) -> tuple[ProxySpec, ...]:
+    return tuple(
+        ProxySpec(named(f"gossamer-routed-{side}", p), "gossamer", named(f"rt-{side}", p))
+        for side in ("a", "b", "c")
+    )
+
+
+def routed_service(p: str) -> ServiceSpec:
+    """The service the routed mesh path's client dials: two pods, retries on 5xx."""
+    return ServiceSpec(
+        named("rt", p),
+        ROUTED_VIPS[p],
+        SERVICE_PORT,
+        origin_port(p),
+        (named("rt-b", p), named("rt-c", p)),
+        RETRY_ANNOTATIONS,
+    )
+
+
+def canary_service(p: str) -> ServiceSpec:
+    """The backend of the rule the load never matches: no pods, so a request routed there
+    would wait for an endpoint and fail with 503."""
+    return ServiceSpec(named("rt-canary", p), CANARY_VIPS[p], SERVICE_PORT, origin_port(p), ())
+
+
+def routed_route(p: str) -> HttpRouteSpec:
+    return HttpRouteSpec(
+        named("rt", p), routed_service(p).name, CANARY_HEADER, canary_service(p).name
+    )
 
 
 TESTBED = Testbed(
@@ -288,15 +380,21 @@ TESTBED = Testbed(
         PodSpec("client"),
         PodSpec("origin", origin=True),
         PodSpec(CONTROL_POD),
-        *(pod for p in PROTOCOLS for pod in (*_gossamer_pods(p), *_peer_pods(p))),
+        *(pod for p in PROTOCOLS for pod in (*_gossamer_pods(p), *_routed_pods(p), *_peer_pods(p))),
     ),
     proxies=(
         *(
             spec
             for p in PROTOCOLS
-            for spec in (*_gossamer(p), *_peers("haproxy", p), *_peers("nginx", p))
+            for spec in (*_gossamer(p), *_routed(p), *_peers("haproxy", p), *_peers("nginx", p))
         ),
         ProxySpec("certify-identity", "identity", CONTROL_POD),
     ),
-    services=tuple(mtls_service(p) for p in PROTOCOLS),
+    services=tuple(
+        s for p in PROTOCOLS for s in (mtls_service(p), routed_service(p), canary_service(p))
+    ),
+    routes=tuple(routed_route(p) for p in PROTOCOLS),
 )
+
+# Only the control pod: where the destination-scale run goes when no HTTP scenario runs.
+CONTROL_ONLY = Testbed(pods=(PodSpec(CONTROL_POD),), proxies=())

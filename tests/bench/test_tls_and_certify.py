@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench import configs, report
+from bench import configs, render, report
 from bench.certify import read_requests, write_requests
 from bench.configs import TlsFiles
 from bench.loadgen import LoadResult
@@ -169,7 +169,8 @@ def test_the_mtls_mesh_path_dials_a_service_vip_between_certified_pods() -> None
         assert scenario.target.service is not None
         service = TESTBED.service(scenario.target.service)
         assert not service.vip.startswith("10.77.")  # outside the pod subnet
-        client, server = TESTBED.pod(scenario.client_pod), TESTBED.pod(service.pod)
+        (server_name,) = service.pods
+        client, server = TESTBED.pod(scenario.client_pod), TESTBED.pod(server_name)
         assert client.meshed and client.service_account
         assert server.meshed and server.service_account and server.origin
         assert scenario.tls_hop == Endpoint(server.name, service.target_port)
@@ -255,7 +256,7 @@ def test_tls_reuse_is_reported_and_handshakes_during_measured_runs_are_noted() -
     notes = result["notes"]
     assert isinstance(notes, list)
     assert any(n.startswith("gossamer-mtls/h1: 1.4 new TLS connections") for n in notes)
-    text = report.markdown(result)
+    text = render.markdown(result)
     assert "**TLS connection reuse**" in text
     assert "- haproxy-tls/h1: 31 in the warm-up runs, 0 in the throughput runs" in text
 
@@ -268,7 +269,7 @@ def test_certify_row_counts_certificates_and_the_identity_service_alone() -> Non
     assert certify["cpu_us_per_certificate"] == round(2.9e6 / 5100, 2)
     assert certify["p50_ms"] == 0.1 and certify["p99_ms"] == 0.2
     assert certify["rss_kb_load"] == 30000 and certify["rss_kb_idle"] == 20000
-    text = report.markdown(result)
+    text = render.markdown(result)
     assert "| certify/grpc† | 1,700 |" in text
     # Not a Gossamer proxy: the proxy RSS target does not include the identity service.
     targets = result["targets"]
