@@ -67,6 +67,11 @@ def test_origin_form_takes_authority_from_host() -> None:
     assert request_info(b"GET", b"/", []).authority == b""
 
 
+def test_http2_requests_take_the_authority_pseudo_header() -> None:
+    headers = [(b":method", b"GET"), (b":authority", b"Web.Demo:80"), (b"host", b"other")]
+    assert request_info(b"GET", b"/", headers).host == b"web.demo"
+
+
 def test_absolute_form_authority_wins_over_host() -> None:
     r = request_info(b"GET", b"http://user@api.example:81/p/q?z#frag", [(b"Host", b"other")])
     assert (r.path, r.query, r.authority, r.host) == (

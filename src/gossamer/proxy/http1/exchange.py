@@ -244,7 +244,7 @@ class Exchange:
             return
         self.hold = PASS
         held, self.held = b"".join(self.held), []
-        if plan.route.response_modifiers:
+        if not plan.route.response_modifiers.noop:
             held = rewrite_response_head(held, plan.route.response_modifiers)
         self.server.write(held)
         self.forwarded = True

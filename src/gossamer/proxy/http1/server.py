@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from gossamer.proxy.errors import NoRoute, ProxyError, simple_response_h1
+from gossamer.proxy.errors import ProxyError, simple_response_h1
 from gossamer.proxy.http1.client import Http1Pool, Target, UpstreamConnection
 from gossamer.proxy.http1.exchange import Exchange
 from gossamer.proxy.http1.headers import HOP_BY_HOP, connection_tokens, request_head
@@ -271,30 +271,8 @@ class Http1ServerProtocol(asyncio.Protocol):
         authority: bytes,
     ) -> tuple[RequestPlan, list[tuple[bytes, bytes]]]:
         """Routes a request to a service: route, backend, retries, timeouts."""
-        # Imported here: only proxies with a control plane route (see outbound/plan.py).
-        from gossamer.proxy.routing import apply_header_modifiers, request_info
-
-        now = self.loop.time()
-        routes = service.routes()
-        selected = routes.always or routes.select(request_info(method, url, headers))
-        if selected is None:
-            raise NoRoute(f"no route of {service.name} matches the request")
-        backend = selected.backend()
-        if backend is None:
-            raise NoRoute(f"route {selected.route_name} has no backend with a weight")
-        if selected.request_modifiers:
-            headers = apply_header_modifiers(headers, selected.request_modifiers)
-        service.budget.deposit(now)
-        route_stats = self.runtime.metrics.route(
-            (service.name, service.namespace, service.port),
-            selected.route_name,
-            selected.route_kind,
-        )
-        route_stats.requests += 1
-        plan = RequestPlan(
-            service, selected, service.backend(backend.authority), route_stats, now, authority
-        )
-        return plan, headers
+        plan = service.plan(method, url, headers, authority, self.runtime.metrics, self.loop.time())
+        return plan, plan.route.request_modifiers.apply(headers)
 
     def on_body(self, body: bytes) -> None:
         if self._reading is not None:

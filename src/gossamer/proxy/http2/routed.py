@@ -57,26 +57,6 @@ if TYPE_CHECKING:
     from gossamer.proxy.control.destination import EndpointMeta
     from gossamer.proxy.http2.server import Http2ServerProtocol
     from gossamer.proxy.outbound.plan import RequestPlan
-    from gossamer.proxy.routing import HeaderModifiers
-
-# Fields a header modifier may not add to an HTTP/2 message (RFC 9113 §8.2.2).
-_CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
-)
-
-
-def modify_headers(headers: list[Header], modifiers: HeaderModifiers) -> list[Header]:
-    """`headers` after a route's header modifiers, as HTTP/2 fields (lower-case names,
-    pseudo-headers untouched and first)."""
-    if modifiers.noop:
-        return headers
-    drop = modifiers.drop
-    out = [h for h in headers if h[0][:1] == b":" or h[0] not in drop]
-    for name, value in modifiers.append:
-        name = name.lower()
-        if name not in _CONNECTION_SPECIFIC:
-            out.append((name, value))
-    return out
 
 
 class ReplayFlow(Flow):
@@ -258,7 +238,7 @@ class RoutedStream(ProxiedStream):
             self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
         modifiers = self.plan.route.response_modifiers
         if not modifiers.noop:
-            headers = modify_headers(headers, modifiers)
+            headers = modifiers.apply_h2(headers)
         ProxiedStream._commit(self, headers, ended)
 
     def commit_held(self) -> None:

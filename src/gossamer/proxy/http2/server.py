@@ -30,6 +30,7 @@ from gossamer.proxy.http2.frames import ErrorCodes
 from gossamer.proxy.http2.headers import Header, MalformedHeaders, RequestHead, sanitize_request
 from gossamer.proxy.http2.limits import http2_limits
 from gossamer.proxy.http2.pool import upstream_pool
+from gossamer.proxy.http2.routed import RoutedStream
 from gossamer.proxy.http2.stream import ProxiedStream
 from gossamer.proxy.metrics import HttpStats
 from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
@@ -203,36 +204,23 @@ class Http2ServerProtocol(H2Endpoint):
     ) -> tuple[ProxiedStream, ProxyError | None]:
         """Outbound to a service: the route and weighted backend this request selects; the
         stream picks endpoints, retries and times out per its plan (routed.py)."""
-        # Imported here: only proxies with a control plane route (see outbound/plan.py).
-        from gossamer.proxy.http2.routed import RoutedStream, modify_headers
-        from gossamer.proxy.outbound.plan import RequestPlan
-        from gossamer.proxy.routing import request_info
-
         now = self._loop.time()
-        routes = service.routes()
-        selected = routes.always
-        if selected is None:
-            pseudo = {name: value for name, value in headers if name[:1] == b":"}
-            selected = routes.select(
-                request_info(pseudo.get(b":method", b"GET"), pseudo.get(b":path", b"/"), headers)
+        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        try:
+            plan = service.plan(
+                pseudo.get(b":method", b"GET"),
+                pseudo.get(b":path", b"/"),
+                headers,
+                head.authority,
+                self.runtime.metrics,
+                now,
             )
-        backend = selected.backend() if selected is not None else None
-        if selected is None or backend is None:
+        except NoRoute as failure:
             stats.requests += 1
-            failure = NoRoute(f"no route of {service.name} with a backend matches the request")
             return ProxiedStream(self, sid, head, stats, now, self.targets), failure
-        if not selected.request_modifiers.noop:
-            head = head._replace(headers=modify_headers(head.headers, selected.request_modifiers))
-        service.budget.deposit(now)
-        route_stats = self.runtime.metrics.route(
-            (service.name, service.namespace, service.port),
-            selected.route_name,
-            selected.route_kind,
-        )
-        route_stats.requests += 1
-        plan = RequestPlan(
-            service, selected, service.backend(backend.authority), route_stats, now, head.authority
-        )
+        modifiers = plan.route.request_modifiers
+        if not modifiers.noop:
+            head = head._replace(headers=modifiers.apply_h2(head.headers))
         return RoutedStream(self, sid, head, stats, now, plan), None
 
     def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool) -> None:

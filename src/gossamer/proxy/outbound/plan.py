@@ -96,7 +96,7 @@ class RequestPlan:
 
     @property
     def holds_response(self) -> bool:
-        return self.replay is not None or bool(self.route.response_modifiers)
+        return self.replay is not None or not self.route.response_modifiers.noop
 
     def end_attempt(self, success: bool, now: float) -> None:
         handle, self.handle = self.handle, None
@@ -122,8 +122,6 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 def rewrite_response_head(held: bytes, modifiers: HeaderModifiers) -> bytes:
     """Applies response header modifiers to the head at the start of `held`."""
-    from gossamer.proxy.routing import apply_header_modifiers
-
     match = _HEAD_END.search(held)
     if match is None:
         return held
@@ -134,7 +132,7 @@ def rewrite_response_head(held: bytes, modifiers: HeaderModifiers) -> bytes:
     for line in lines[1:]:
         name, _, value = line.rstrip(b"\r").partition(b":")
         headers.append((name, value.strip()))
-    headers = apply_header_modifiers(headers, modifiers)
+    headers = modifiers.apply(headers)
     out = [status_line, b"\r\n"]
     for name, value in headers:
         out += (name, b": ", value, b"\r\n")

@@ -25,10 +25,11 @@ from gossamer.proxy.balance import (
 )
 from gossamer.proxy.control.destination import DestinationClient, DestinationWatch, EndpointMeta
 from gossamer.proxy.control.policy import PolicyClient, PolicyWatch
-from gossamer.proxy.errors import Overloaded, ProxyError
-from gossamer.proxy.metrics import OUTBOUND_PLAINTEXT, TlsLabels
+from gossamer.proxy.errors import NoRoute, Overloaded, ProxyError
+from gossamer.proxy.metrics import OUTBOUND_PLAINTEXT, ProxyMetrics, TlsLabels
+from gossamer.proxy.outbound.plan import RequestPlan
 from gossamer.proxy.retry import RetryBudget
-from gossamer.proxy.routing import CompiledRoutes
+from gossamer.proxy.routing import CompiledRoutes, request_info
 
 Addr = tuple[str, int]
 
@@ -171,6 +172,38 @@ class OutboundService:
         if self._routes is None:
             self._routes = CompiledRoutes(self._default_policy(), self._rng)
         return self._routes
+
+    def plan(
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        authority: bytes,
+        metrics: ProxyMetrics,
+        now: float,
+    ) -> RequestPlan:
+        """Routes one request: its route rule, a backend by weight, its retry budget
+        deposit and route metrics. Raises NoRoute when no rule with a backend matches.
+        Applying the rule's request header modifiers is the caller's (they differ by
+        protocol)."""
+        routes = self.routes()
+        selected = routes.always or routes.select(request_info(method, path, headers))
+        if selected is None:
+            raise NoRoute(f"no route of {self.name} matches the request")
+        backend = selected.backend()
+        if backend is None:
+            raise NoRoute(f"route {selected.route_name} has no backend with a weight")
+        self.budget.deposit(now)
+        route_stats = selected.stats
+        if route_stats is None:
+            # Per rule object: a new policy (maybe a new service name) brings new rules.
+            route_stats = selected.stats = metrics.route(
+                (self.name, self.namespace, self.port), selected.route_name, selected.route_kind
+            )
+        route_stats.requests += 1
+        return RequestPlan(
+            self, selected, self.backend(backend.authority), route_stats, now, authority
+        )
 
     def _default_policy(self) -> pb.OutboundPolicy:
         authority = f"{self.orig_dst[0]}:{self.orig_dst[1]}"

@@ -22,6 +22,10 @@ Header = tuple[bytes, bytes]
 # the value) is left out rather than allowed to break the message's framing.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
+# Fields that belong to one HTTP/1 connection; an HTTP/2 message may not carry them.
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
+)
 
 
 def _header(name: str, value: str) -> Header | None:
@@ -66,6 +70,30 @@ class HeaderModifiers:
             return cls.NONE
         return cls(frozenset(drop), append)
 
+    def apply(self, headers: list[Header]) -> list[Header]:
+        """The headers after these modifiers: the same list object when there is nothing
+        to do, otherwise a new list (the given one is left alone)."""
+        if self.noop:
+            return headers
+        drop = self.drop
+        out = [h for h in headers if h[0].lower() not in drop] if drop else list(headers)
+        out.extend(self.append)
+        return out
+
+    def apply_h2(self, headers: list[Header]) -> list[Header]:
+        """`apply` for an HTTP/2 field list: names are lower-case already and stay so,
+        pseudo-headers stay first, and connection-specific fields are never added
+        (RFC 9113 §8.2.2)."""
+        if self.noop:
+            return headers
+        drop = self.drop
+        out = [h for h in headers if h[0][:1] == b":" or h[0] not in drop]
+        for name, value in self.append:
+            name = name.lower()
+            if name not in _CONNECTION_SPECIFIC:
+                out.append((name, value))
+        return out
+
     def __repr__(self) -> str:
         return f"HeaderModifiers(drop={sorted(self.drop)!r}, append={list(self.append)!r})"
 
@@ -80,9 +108,4 @@ def apply_header_modifiers(
     otherwise a new list (the given one is left alone)."""
     if not isinstance(modifiers, HeaderModifiers):
         modifiers = HeaderModifiers.compile(modifiers)
-    if modifiers.noop:
-        return headers
-    drop = modifiers.drop
-    out = [h for h in headers if h[0].lower() not in drop] if drop else list(headers)
-    out.extend(modifiers.append)
-    return out
+    return modifiers.apply(headers)

@@ -16,11 +16,11 @@ Header = tuple[bytes, bytes]
 
 class RequestInfo:
     __slots__ = (
+        "_authority",
         "_grpc",
         "_headers_by_name",
         "_host",
         "_query_params",
-        "authority",
         "headers",
         "method",
         "path",
@@ -33,17 +33,26 @@ class RequestInfo:
         path: bytes,
         query: bytes = b"",
         headers: Sequence[Header] = (),
-        authority: bytes = b"",
+        authority: bytes | None = b"",
     ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
-        self.authority = authority
+        # None: the Host header's (or HTTP/2's :authority), looked up only when a route
+        # asks for the host.
+        self._authority = authority
         self._host: bytes | None = None
         self._headers_by_name: dict[bytes, list[bytes]] | None = None
         self._query_params: dict[bytes, list[bytes]] | None = None
         self._grpc: tuple[bytes, bytes] | None = None
+
+    @property
+    def authority(self) -> bytes:
+        authority = self._authority
+        if authority is None:
+            authority = self._authority = _host_header(self.headers)
+        return authority
 
     @property
     def host(self) -> bytes:
@@ -110,8 +119,8 @@ def request_info(method: bytes, target: bytes, headers: Sequence[Header]) -> Req
     if target[:1] == b"/":
         q = target.find(b"?")
         if q < 0:
-            return RequestInfo(method, target, b"", headers, _host_header(headers))
-        return RequestInfo(method, target[:q], target[q + 1 :], headers, _host_header(headers))
+            return RequestInfo(method, target, b"", headers, None)
+        return RequestInfo(method, target[:q], target[q + 1 :], headers, None)
     scheme_end = target.find(b"://")
     if scheme_end > 0:
         start = scheme_end + 3
@@ -133,14 +142,18 @@ def request_info(method: bytes, target: bytes, headers: Sequence[Header]) -> Req
         return RequestInfo(method, path or b"/", query, headers, authority)
     if method == b"CONNECT":
         return RequestInfo(method, b"", b"", headers, target)
-    return RequestInfo(method, target, b"", headers, _host_header(headers))
+    return RequestInfo(method, target, b"", headers, None)
 
 
 def _host_header(headers: Sequence[Header]) -> bytes:
+    """HTTP/2's `:authority`, else the Host header (RFC 9113 §8.3.1: they must agree)."""
+    host = b""
     for name, value in headers:
-        if len(name) == 4 and name.lower() == b"host":
+        if name == b":authority":
             return value.strip()
-    return b""
+        if len(name) == 4 and not host and name.lower() == b"host":
+            host = value.strip()
+    return host
 
 
 def authority_host(authority: bytes) -> bytes:

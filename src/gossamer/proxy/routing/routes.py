@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from gossamer.api.gen import policy_pb2 as pb
+from gossamer.proxy.metrics import RouteStats
 from gossamer.proxy.retry import RetryCondition
 from gossamer.proxy.routing.matches import CompiledMatch, InvalidMatch, hostname_test
 from gossamer.proxy.routing.modifiers import HeaderModifiers
@@ -44,6 +45,7 @@ class SelectedRoute:
         "route_name",
         "route_namespace",
         "rule",
+        "stats",
     )
 
     def __init__(
@@ -53,6 +55,8 @@ class SelectedRoute:
         self.route_namespace = route.namespace
         self.route_kind = route.kind
         self.rule = rule_index
+        # This rule's route metrics, found once by the first request that selects it.
+        self.stats: RouteStats | None = None
         self.request_modifiers = HeaderModifiers.compile(rule.request_header_modifiers)
         self.response_modifiers = HeaderModifiers.compile(rule.response_header_modifiers)
         self.retry = RetryCondition.from_policy(rule.retry if rule.HasField("retry") else None)
