@@ -48,7 +48,6 @@ from gossamer.proxy.http2.headers import (
     RequestHead,
     sanitize_trailers,
 )
-from gossamer.proxy.http2.pool import upstream_pool
 from gossamer.proxy.http2.stream import MAX_RETRIES, ProxiedStream
 from gossamer.proxy.metrics import HttpStats
 
@@ -87,7 +86,7 @@ class PeekFlow(Flow):
 
 
 class RoutedStream(ProxiedStream):
-    __slots__ = ("authority", "first_byte", "held", "plan", "waiting")
+    __slots__ = ("first_byte", "held", "plan", "waiting")
 
     REQUEST_FLOW = ReplayFlow
     RESPONSE_FLOW = PeekFlow
@@ -103,7 +102,6 @@ class RoutedStream(ProxiedStream):
     ) -> None:
         super().__init__(downstream, d_sid, head, stats, started, None)
         self.plan = plan
-        self.authority = head.authority.decode("latin-1")
         # The response headers while the gRPC status is awaited (see PeekFlow).
         self.held: list[Header] | None = None
         self.first_byte: float | None = None  # the committed attempt's time to headers
@@ -115,11 +113,12 @@ class RoutedStream(ProxiedStream):
     # -- attempts ----------------------------------------------------------------------------
     def start(self) -> None:
         plan = self.plan
-        picked = plan.backend.pick(self.downstream.loop_time(), plan.avoid)
+        now = self.downstream._loop.time()
+        picked = plan.backend.pick(now, plan.avoid)
         if picked is None:
             self.waiting = self.downstream._loop.create_task(self._wait_for_endpoint())
             return
-        self._use_endpoint(*picked)
+        self._use_endpoint(picked[0], picked[1], now)
 
     async def _wait_for_endpoint(self) -> None:
         try:
@@ -134,25 +133,24 @@ class RoutedStream(ProxiedStream):
             if isinstance(picked[0], ProbeHandle):
                 picked[0].cancel()  # its turn to probe goes to another request
             return
-        self._use_endpoint(*picked)
+        self._use_endpoint(picked[0], picked[1], self.downstream._loop.time())
 
-    def _use_endpoint(self, handle: EndpointHandle, meta: EndpointMeta) -> None:
+    def _use_endpoint(self, handle: EndpointHandle, meta: EndpointMeta, now: float) -> None:
         plan = self.plan
         downstream = self.downstream
-        runtime = downstream.runtime
-        direction = downstream.ctx.direction
-        now = downstream.loop_time()
         plan.handle, plan.meta, plan.attempt_start = handle, meta, now
         handle.start()
-        tls = plan.service.tls_for(meta)
-        addr = cast(tuple[str, int], handle.addr)
-        self.targets = upstream_pool(runtime).acquire_key((direction, addr, tls))
-        stats = self.stats = runtime.metrics.http(direction, self.authority, addr, tls)
+        targets, stats = downstream.endpoint(
+            self.head.authority, cast(tuple[str, int], handle.addr), plan.service.tls_for(meta)
+        )
+        self.targets = targets
+        self.stats = stats
         stats.requests += 1
-        timeout = plan.route.retry.per_try_timeout or plan.route.response_timeout
+        route = plan.route
+        timeout = route.retry.per_try_timeout or route.response_timeout
         if timeout:
             plan.response_timer = downstream._loop.call_later(timeout, self._response_timed_out)
-        self.targets.dispatch(self)
+        targets.dispatch(self)
 
     def _end_attempt(self, success: bool | None, now: float) -> None:
         """The attempt is over: a success, a failure, or (None) neither, when the client
@@ -167,11 +165,11 @@ class RoutedStream(ProxiedStream):
                 # Latency is the time to the response headers; only successes are samples,
                 # so an endpoint failing fast does not look fast (failure accrual sees it).
                 handle.finish(success, self.first_byte if success else None, now)
-        self._cancel_response_timer()
+        if plan.response_timer is not None:
+            self._cancel_response_timer()
         targets, self.targets = self.targets, None
-        if targets is not None:
-            targets.withdraw(self)
-            targets.release_user()
+        if targets is not None and targets.pending:
+            targets.withdraw(self)  # (the client connection holds the pool for its life)
 
     def _cancel_response_timer(self) -> None:
         plan = self.plan
@@ -233,7 +231,8 @@ class RoutedStream(ProxiedStream):
         self._commit(head.headers, ended)
 
     def _commit(self, headers: list[Header], ended: bool) -> None:
-        self._cancel_response_timer()
+        if self.plan.response_timer is not None:
+            self._cancel_response_timer()
         if self.first_byte is None:
             self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
         modifiers = self.plan.route.response_modifiers

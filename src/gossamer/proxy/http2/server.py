@@ -29,10 +29,10 @@ from gossamer.proxy.http2.endpoint import H2Endpoint, errno_label
 from gossamer.proxy.http2.frames import ErrorCodes
 from gossamer.proxy.http2.headers import Header, MalformedHeaders, RequestHead, sanitize_request
 from gossamer.proxy.http2.limits import http2_limits
-from gossamer.proxy.http2.pool import upstream_pool
+from gossamer.proxy.http2.pool import PoolKey, TargetPool, upstream_pool
 from gossamer.proxy.http2.routed import RoutedStream
 from gossamer.proxy.http2.stream import ProxiedStream
-from gossamer.proxy.metrics import HttpStats
+from gossamer.proxy.metrics import HttpStats, TlsLabels
 from gossamer.proxy.runtime import OUTBOUND, ConnectionContext, ProxyRuntime
 
 if TYPE_CHECKING:
@@ -58,7 +58,12 @@ class Http2ServerProtocol(H2Endpoint):
         self.tls = ctx.tls_dst if ctx.direction == OUTBOUND else ctx.tls_src
         self.tcp = runtime.metrics.tcp(ctx.direction, "src", ctx.target, self.tls)
         self.streams: dict[int, ProxiedStream] = {}
-        self.targets = upstream_pool(runtime).acquire(ctx)
+        self.pool = upstream_pool(runtime)
+        self.targets = self.pool.acquire(ctx)
+        # Outbound to a service: the endpoints' pools (held until the connection ends) and
+        # request stats, by (authority, endpoint, server identity).
+        self._endpoints: dict[tuple[bytes, tuple[str, int], str | None], HttpStats] = {}
+        self._endpoint_pools: dict[PoolKey, TargetPool] = {}
         self.draining = False
         self._goaway_sid: int | None = None  # streams above it are refused once draining
         self._peer_goaway = False
@@ -115,6 +120,9 @@ class Http2ServerProtocol(H2Endpoint):
         for stream in streams.values():
             stream.on_client_lost()
         self.targets.release_user()
+        pools, self._endpoint_pools = self._endpoint_pools, {}
+        for targets in pools.values():
+            targets.release_user()
         self.runtime.untrack(self)
         self.tcp.on_close(errno_label(exc))
 
@@ -128,6 +136,22 @@ class Http2ServerProtocol(H2Endpoint):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
         self.unblock()
+
+    def endpoint(
+        self, authority: bytes, addr: tuple[str, int], tls: TlsLabels
+    ) -> tuple[TargetPool, HttpStats]:
+        """The pool and the request stats for a routed request to the endpoint `addr`."""
+        key = (self.ctx.direction, addr, tls)
+        targets = self._endpoint_pools.get(key)
+        if targets is None:
+            targets = self._endpoint_pools[key] = self.pool.acquire_key(key)
+        skey = (authority, addr, tls.server_id)
+        stats = self._endpoints.get(skey)
+        if stats is None:
+            stats = self._endpoints[skey] = self.runtime.metrics.http(
+                self.ctx.direction, authority.decode("latin-1"), addr, tls
+            )
+        return targets, stats
 
     # -- shutdown ----------------------------------------------------------------------------
     def drain(self) -> None:
@@ -205,11 +229,18 @@ class Http2ServerProtocol(H2Endpoint):
         """Outbound to a service: the route and weighted backend this request selects; the
         stream picks endpoints, retries and times out per its plan (routed.py)."""
         now = self._loop.time()
-        pseudo = {name: value for name, value in headers if name[:1] == b":"}
+        method, path = b"GET", b"/"
+        for name, value in headers:  # pseudo-headers come first (sanitize_request checked)
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name[:1] != b":":
+                break
         try:
             plan = service.plan(
-                pseudo.get(b":method", b"GET"),
-                pseudo.get(b":path", b"/"),
+                method,
+                path,
                 headers,
                 head.authority,
                 self.runtime.metrics,

@@ -66,6 +66,11 @@ class RequestInfo:
         """Every value of the header `name` (lower-case), in order."""
         by_name = self._headers_by_name
         if by_name is None:
+            # The first question scans; a second builds the index (most routes test one
+            # header, if any).
+            self._headers_by_name = _SCANNED
+            return [v for n, v in self.headers if len(n) == len(name) and n.lower() == name]
+        if by_name is _SCANNED:
             by_name = self._headers_by_name = {}
             for n, v in self.headers:
                 key = n.lower()
@@ -107,6 +112,7 @@ class RequestInfo:
 
 
 _NONE: list[bytes] = []  # shared, never mutated: the values of an absent name
+_SCANNED: dict[bytes, list[bytes]] = {}  # marks "asked once": never filled
 
 
 def request_info(method: bytes, target: bytes, headers: Sequence[Header]) -> RequestInfo:
