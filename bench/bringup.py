@@ -16,11 +16,21 @@ has its own store and trust (`bench.certify.prepare`).
 
 Routed pods get the destination and policy services, as `tests/e2e/test_traffic.py` sets
 them up (the same store holds their Service, Pods and HTTPRoute; see `bench.meshstore`).
+
+A pod's aliases are more addresses on its eth0, taken from the node's address pool with the
+pod subnet's prefix, like its own (and never given back, so no later pod gets one while a
+neighbour still has it on this pod's MAC). Other pods reach them on the bridge as they reach
+its own: the pod answers ARP for any of its addresses with eth0's MAC, the one
+`gossamer.local` derives from its own address (nothing in the sandbox pins a neighbour entry,
+so an alias needs no MAC of its own). Its `gossamer init` rules REDIRECT every inbound TCP
+connection, whatever its destination address, to its sidecar, which reads the alias from
+SO_ORIGINAL_DST and forwards to the origin on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 import shutil
@@ -89,6 +99,7 @@ class LiveTestbed:
         self.spec = spec
         self.cpus = cpus
         self.pods: dict[str, Pod] = {}
+        self.alias_ips: dict[str, ipaddress.IPv4Address] = {}  # alias -> its address
         self.proxies: dict[str, PodProcess] = {}
         # Proxies that did not start, with the reason: their scenarios fail, the rest run.
         self.broken: dict[str, str] = {}
@@ -110,11 +121,16 @@ class LiveTestbed:
 
     # Addresses ----------------------------------------------------------------------------
 
+    def ip(self, name: str) -> ipaddress.IPv4Address:
+        """The address of a pod, or of a pod's alias."""
+        pod = self.pods.get(name)
+        return pod.ip if pod is not None else self.alias_ips[name]
+
     def address(self, endpoint: Endpoint) -> str:
         if endpoint.service is not None:
             host = self.spec.service(endpoint.service).vip
         else:
-            host = "127.0.0.1" if endpoint.pod is None else str(self.pods[endpoint.pod].ip)
+            host = "127.0.0.1" if endpoint.pod is None else str(self.ip(endpoint.pod))
         return f"{host}:{endpoint.port}"
 
     def url(self, endpoint: Endpoint) -> str:
@@ -125,6 +141,8 @@ class LiveTestbed:
     def start(self) -> None:
         for pod_spec in self.spec.pods:
             pod = self.pods[pod_spec.name] = self.node.add_pod(pod_spec.name)
+            for alias in pod_spec.aliases:
+                self._add_alias(pod, alias)
             if pod_spec.meshed:
                 pod.install_init_rules()
         for pod_spec in self.spec.pods:
@@ -140,6 +158,11 @@ class LiveTestbed:
                 self.proxies[proxy.name] = self._start_proxy(proxy)
             except (BringupError, SandboxError, OSError) as error:
                 self.broken[proxy.name] = str(error)
+
+    def _add_alias(self, pod: Pod, alias: str) -> None:
+        """A second address on the pod's eth0, in the pod subnet (see the module docstring)."""
+        address = self.alias_ips[alias] = self.node.pool.allocate()
+        pod.exec(["ip", "addr", "add", f"{address}/{self.node.pool.prefixlen}", "dev", "eth0"])
 
     def close(self) -> None:
         """Removes what lives outside the sandbox's state directory (the join tokens)."""
@@ -162,7 +185,7 @@ class LiveTestbed:
         pods) and policy service (routed pods) when the testbed has such pods."""
         control = self.pods[CONTROL_POD]
         store = control.state_dir / "mesh.db"
-        ips = {name: str(self.pods[name].ip) for name in self.spec.store_pods()}
+        ips = {name: str(self.ip(name)) for name in self.spec.store_pods()}
         uids = asyncio.run(meshstore.apply(store, meshstore.resources(self.spec, ips)))
         token_key_path = control.state_dir / "token.key"
         controllers: list[tuple[str, int, list[str]]] = [("destination", DESTINATION_PORT, [])]

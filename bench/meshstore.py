@@ -2,8 +2,9 @@
 
 The certified pods (mutual TLS) and the routed path's pods are Pods of one SQLite store,
 which the destination, identity and policy services in the control pod read. Each Pod is
-Running with a ready proxy at the IP the sandbox gave its pod, labelled `app=<service>` when
-a Service lists it (else `app=<pod>`); each Service selects its pods by that label and may
+Running with a ready proxy at the IP the sandbox gave its pod (or, for a pod's alias, the
+pod's second address: two Pods, one sandbox pod), labelled `app=<service>` when a Service
+lists it (else `app=<pod>`); each Service selects its pods by that label and may
 carry traffic annotations (the routed path's retries); each HTTPRoute is the routed path's
 two rules: a header match to a canary backend, then every other request to the Service.
 """
@@ -14,21 +15,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.testbed import MESH_NAMESPACE, HttpRouteSpec, PodSpec, ServiceSpec, Testbed
+from bench.testbed import MESH_NAMESPACE, HttpRouteSpec, ServiceSpec, Testbed
 from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import Resource
 
 
-def pod_resource(pod: PodSpec, ip: str, app: str) -> Resource:
+def pod_resource(name: str, ip: str, app: str, service_account: str | None = None) -> Resource:
     """A running, meshed Pod of the mesh's store, labelled `app=<app>`."""
     spec: dict[str, Any] = {"containers": [{"name": "app", "command": ["origin"]}]}
-    if pod.service_account is not None:
-        spec["serviceAccountName"] = pod.service_account
+    if service_account is not None:
+        spec["serviceAccountName"] = service_account
     return Resource.from_dict(
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": pod.name, "namespace": MESH_NAMESPACE, "labels": {"app": app}},
+            "metadata": {"name": name, "namespace": MESH_NAMESPACE, "labels": {"app": app}},
             "spec": spec,
             "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
         }
@@ -81,9 +82,9 @@ def route_resource(route: HttpRouteSpec, port: int) -> Resource:
 
 
 def resources(testbed: Testbed, pod_ips: Mapping[str, str]) -> list[Resource]:
-    """Every resource of the mesh's store, given the IP of each of its pods."""
+    """Every resource of the mesh's store, given the IP of each of its Pods (pod or alias)."""
     out = [
-        pod_resource(testbed.pod(name), pod_ips[name], app)
+        pod_resource(name, pod_ips[name], app, testbed.address_owner(name).service_account)
         for name, app in testbed.store_pods().items()
     ]
     out += [service_resource(service) for service in testbed.services]

@@ -31,6 +31,10 @@ def _versus_unrouted_cell(row: dict[str, Any]) -> str:
     return f"{_fmt(ratio, '.2f')}, {'-' if extra is None else f'{extra:+.1f} µs'}"
 
 
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} µs"
+
+
 def _routing_lines(rows: list[dict[str, Any]]) -> list[str]:
     """What routing costs: each routed row against the unrouted mesh path of its run."""
     routed = [row for row in rows if row.get("unrouted")]
@@ -39,30 +43,31 @@ def _routing_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "‡ Routed mesh path against the unrouted `gossamer-mesh` of the same protocol and run: "
-        "rps ratio, and the proxy CPU per request it adds (the route rule match, P2C over two "
-        "endpoints, the replay buffer the retry annotation makes the client keep, and the "
-        "discovery and policy watches).",
+        "rps ratio, and the proxy CPU per request it adds. Both paths run the same processes "
+        "(client proxy, one server pod's inbound proxy and origin; the routed path's two "
+        "endpoints are two addresses of that one pod), so the difference is the client "
+        "proxy's routing and balancing: the route rule match, P2C over two endpoints and "
+        "their two upstream connection pools, the replay buffer the retry annotation makes it "
+        "keep, and the discovery and policy watches. It is not the cost of spreading the load "
+        "over more processes; the server side's share should be near zero.",
         "",
         "**Routing cost**",
         "",
     ]
     for row in routed:
-        by_proxy = row["cpu_us_per_req_by_proxy"]
-        client, *servers = row["proxies"]
-        served = row.get("counted_by_proxy_metrics", {})
-        total = sum(served.get(name, 0) for name in servers)
-        split = "/".join(f"{served.get(name, 0) / total:.0%}" for name in servers) if total else "-"
-        extra, client_extra = (
-            row.get("extra_cpu_us_per_req"),
-            row.get("client_extra_cpu_us_per_req"),
-        )
+        client = row["proxies"][0]
+        served = row.get("counted_by_endpoint", {})
+        total = sum(served.values())
+        split = "/".join(f"{n / total:.0%}" for n in served.values()) if total else "-"
         lines.append(
             f"- {row['name']}: {_fmt(row.get('rps_vs_unrouted'), '.2f')}x the rps of "
             f"{row['unrouted']} (target >= {ROUTED_RPS_TARGET}); "
-            f"{'-' if extra is None else f'{extra:+.1f}'} µs CPU per request over the path, "
-            f"{'-' if client_extra is None else f'{client_extra:+.1f}'} µs in the client's "
-            f"proxy ({_fmt(by_proxy.get(client), '.1f')} µs/req); the server side's "
-            f"{len(servers)} proxies served {split} of the requests"
+            f"{_us(row.get('extra_cpu_us_per_req'))} CPU per request over the path: "
+            f"{_us(row.get('client_extra_cpu_us_per_req'))} in the client's proxy "
+            f"({_fmt(row['cpu_us_per_req_by_proxy'].get(client), '.1f')} µs/req), "
+            f"{_us(row.get('server_extra_cpu_us_per_req'))} on the server side; the client's "
+            f"proxy sent {split} of the requests to its {len(served)} endpoints "
+            f"({', '.join(served)})"
         )
     return lines
 

@@ -9,7 +9,9 @@ if every one was disturbed); RSS under load is the peak over all rounds.
 
 The routed mesh path is also compared with the unrouted one of the same protocol and run
 (`*_vs_unrouted`): its rps ratio, and the CPU per request it adds, over the whole path and in
-the client's proxy alone (where routing and balancing happen).
+the client's proxy alone (where routing and balancing happen). Both paths have the same
+processes (the routed one's two endpoints are two addresses of one server pod), so the
+server side's part of the difference should be small; the row gives it too.
 
 The Certify row (`certify/grpc`) is not an HTTP path: its rps are certificates issued per
 second, its p50/p99 come from that same closed-loop run (16 in flight), and its CPU and RSS
@@ -141,6 +143,12 @@ def summarize(record: ScenarioRecord, idle_rss: dict[str, int], cpus: CpuPlan) -
             },
         }
     )
+    if scenario.balanced:
+        out["counted_by_endpoint"] = {
+            name: sum(m.counted_by_endpoint.get(name, 0) for m in measured)
+            for name in (endpoint.pod for endpoint in scenario.balanced)
+            if name is not None
+        }
     if scenario.mtls:
         out.update(_tls_reuse(measured))
     return out
@@ -250,7 +258,8 @@ def _round_ratios(row: dict[str, Any], base: dict[str, Any]) -> list[float]:
 def _versus_unrouted(label: str, row: dict[str, Any], unrouted: dict[str, Any]) -> dict[str, float]:
     """The routed path against the unrouted one: rps ratio, and the CPU per request routing
     adds over the whole path and in the client's proxy (the first of each path's proxies);
-    also set on the row (`rps_vs_unrouted`, `extra_cpu_us_per_req`, ...)."""
+    also set on the row (`rps_vs_unrouted`, `extra_cpu_us_per_req`, ..., and
+    `server_extra_cpu_us_per_req`: the rest of the path's, on the server side)."""
     out: dict[str, float] = {}
     if row.get("rps") and unrouted.get("rps"):
         out[f"{label}_rps_vs_unrouted"] = round(row["rps"] / unrouted["rps"], 3)
@@ -262,13 +271,18 @@ def _versus_unrouted(label: str, row: dict[str, Any], unrouted: dict[str, Any]) 
     base_client = unrouted["cpu_us_per_req_by_proxy"].get(unrouted["proxies"][0])
     if client is not None and base_client is not None:
         out[f"{label}_client_extra_cpu_us_per_req"] = round(client - base_client, 2)
+    extra = out.get(f"{label}_extra_cpu_us_per_req")
+    client_extra = out.get(f"{label}_client_extra_cpu_us_per_req")
     row.update(
         {
             "unrouted": unrouted["name"],
             "rps_vs_unrouted": out.get(f"{label}_rps_vs_unrouted"),
             "rps_vs_unrouted_rounds": _round_ratios(row, unrouted),
-            "extra_cpu_us_per_req": out.get(f"{label}_extra_cpu_us_per_req"),
-            "client_extra_cpu_us_per_req": out.get(f"{label}_client_extra_cpu_us_per_req"),
+            "extra_cpu_us_per_req": extra,
+            "client_extra_cpu_us_per_req": client_extra,
+            "server_extra_cpu_us_per_req": None
+            if extra is None or client_extra is None
+            else round(extra - client_extra, 2),
         }
     )
     return out

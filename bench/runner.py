@@ -5,8 +5,11 @@ a load generator that saw non-2xx answers or socket errors, a fixed-rate run tha
 not hold its rate, a proxy that used no CPU (traffic went around it), or a Gossamer proxy
 whose metrics did not count the requests sent through it (on an mTLS path: as mutual TLS,
 `tls="true"`, on both proxies). On a routed path the client's proxy must count every request
-on the scenario's HTTPRoute, and the server side's proxies, between which the balancer
-shares the requests, must count them all together and each at least `MIN_BALANCED_SHARE`.
+on the scenario's HTTPRoute, and its outbound per-endpoint series (`target_addr` the
+endpoint's address) must count them all over the endpoints its balancer shares them
+between, and each endpoint at least `MIN_BALANCED_SHARE` of them. (The endpoints are two
+addresses of one server pod, so the server's proxy cannot tell them apart in its own
+counts; the client's, which chose between them, can.)
 
 On a path with a TLS hop, the runner also counts the connections opened to the hop's
 server during the warm-up, the throughput run and the fixed-rate run (`tls_opened`): with
@@ -44,6 +47,8 @@ DISTURBED = 0.05
 MIN_BALANCED_SHARE = 0.05
 # The per-route series of a Gossamer proxy's /metrics.
 ROUTE_METRICS = "outbound_http_route_"
+# The client proxy's series of requests it sent to one endpoint (with its `target_addr`).
+OUTBOUND = 'direction="outbound"'
 
 
 class ScenarioFailed(RuntimeError):
@@ -65,6 +70,8 @@ class Measurement:
     # Connections opened to the TLS hop's server: {"warmup", "throughput", "fixed_rate"}.
     tls_opened: dict[str, int] | None = None
     proxy_pids: dict[str, int] = field(default_factory=dict)
+    # Routed paths: requests the client's proxy sent to each balanced endpoint (by name).
+    counted_by_endpoint: dict[str, int] = field(default_factory=dict)
 
     @property
     def cpu_us_per_req_by_proxy(self) -> dict[str, float]:
@@ -131,6 +138,7 @@ class ScenarioRunner:
         labels = ('tls="true"',) if scenario.mtls else ()
         counts_before = {name: live.gossamer_counts(name, *labels) for name in gossamer}
         route_before = self._route_counts(scenario)
+        endpoints_before = self._endpoint_counts(scenario)
         hop = scenario.tls_hop
         syns = [self._syns(hop)]
 
@@ -168,6 +176,7 @@ class ScenarioRunner:
         sent = throughput.requests + latency.requests
         counted = self._check_counts(scenario, gossamer, labels, counts_before, sent)
         self._check_route(scenario, route_before, sent)
+        by_endpoint = self._check_balance(scenario, endpoints_before, sent)
         rss = {
             name: max(usage_t.rss_kb_max[pid], usage_l.rss_kb_max[pid])
             for name, pid in zip(names, pids, strict=True)
@@ -182,6 +191,7 @@ class ScenarioRunner:
             rss_kb_load=rss,
             tls_opened=tls_opened,
             proxy_pids=dict(zip(names, pids, strict=True)),
+            counted_by_endpoint=by_endpoint,
         )
 
     def _check_counts(
@@ -192,32 +202,57 @@ class ScenarioRunner:
         before: dict[str, tuple[int, int]],
         sent: int,
     ) -> dict[str, int]:
-        """Requests each Gossamer proxy counted during the runs: at least `sent` each, or on
-        the balanced side, `sent` together and each its share."""
-        counted, ok = {}, {}
+        """Requests each Gossamer proxy counted during the runs: at least `sent` each."""
+        counted = {}
         for name in gossamer:
             requests1, ok1 = self.live.gossamer_counts(name, *labels)
-            counted[name], ok[name] = requests1 - before[name][0], ok1 - before[name][1]
-        groups = [[name] for name in gossamer if name not in scenario.balanced]
-        if scenario.balanced:
-            groups.append(list(scenario.balanced))
-        for group in groups:
-            requests = sum(counted[name] for name in group)
-            successes = sum(ok[name] for name in group)
+            requests, successes = requests1 - before[name][0], ok1 - before[name][1]
             if requests < sent or successes < sent:
-                who = " and ".join(group) + (" together" if len(group) > 1 else "")
                 raise ScenarioFailed(
-                    f"{scenario.name}: {who} counted {requests} requests and {successes} "
+                    f"{scenario.name}: {name} counted {requests} requests and {successes} "
                     f"successes {' '.join(labels)} in its metrics, but the load generators "
                     f"completed at least {sent}: traffic bypassed the proxy"
                     + (", or did not go over mutual TLS" if labels else "")
                     + ", or its metrics are off"
                 )
-        for name in scenario.balanced:
-            if counted[name] < MIN_BALANCED_SHARE * sent:
+            counted[name] = requests
+        return counted
+
+    def _endpoint_counts(self, scenario: Scenario) -> dict[str, tuple[int, int]]:
+        """(requests, successes) the client's proxy has sent to each balanced endpoint, by
+        the endpoint's Pod name."""
+        counts = {}
+        for endpoint in scenario.balanced:
+            assert endpoint.pod is not None  # a Pod of the store, not a loopback address
+            addr = f'target_addr="{self.live.address(endpoint)}"'
+            counts[endpoint.pod] = self.live.gossamer_counts(scenario.proxies[0], OUTBOUND, addr)
+        return counts
+
+    def _check_balance(
+        self, scenario: Scenario, before: dict[str, tuple[int, int]], sent: int
+    ) -> dict[str, int]:
+        """The client's proxy must have sent every request to one of the balanced endpoints
+        (retries may add more) and each endpoint at least its share; returns the requests
+        by endpoint."""
+        if not scenario.balanced:
+            return {}
+        after = self._endpoint_counts(scenario)
+        counted = {name: after[name][0] - before[name][0] for name in after}
+        successes = sum(after[name][1] - before[name][1] for name in after)
+        client, requests = scenario.proxies[0], sum(counted.values())
+        if requests < sent or successes < sent:
+            raise ScenarioFailed(
+                f"{scenario.name}: {client} counted {requests} requests and {successes} "
+                f"successes to the endpoints {', '.join(counted)} together, but the load "
+                f"generators completed at least {sent}: requests went elsewhere, or its "
+                "metrics are off"
+            )
+        for name, count in counted.items():
+            if count < MIN_BALANCED_SHARE * sent:
                 raise ScenarioFailed(
-                    f"{scenario.name}: {name} served {counted[name]} of {sent} requests "
-                    f"(under {MIN_BALANCED_SHARE:.0%}): the requests were not balanced"
+                    f"{scenario.name}: {client} sent {count} of {sent} requests to the "
+                    f"endpoint {name} (under {MIN_BALANCED_SHARE:.0%}): the requests were not "
+                    "balanced"
                 )
         return counted
 

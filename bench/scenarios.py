@@ -10,9 +10,11 @@ where the runner counts new connections (handshakes) during each run.
 
 The routed mesh path (`gossamer-routed`) is the plaintext mesh path with the control plane:
 the client dials a Service's virtual IP and its proxy routes each request (HTTPRoute rule,
-P2C over two server pods, replay buffer for retries). Besides its HAProxy ratios it is
-compared with the unrouted `gossamer-mesh` of the same protocol (`unrouted_path`): the
-difference is what routing and balancing cost per request.
+P2C over two endpoints, replay buffer for retries). Its two endpoints are two addresses of
+one server pod, so the path has the same processes as the unrouted `gossamer-mesh` (one
+client proxy, one server proxy, one origin). Besides its HAProxy ratios it is compared with
+the unrouted path of the same protocol (`unrouted_path`): the difference is what routing and
+balancing cost per request.
 
 The Certify scenario (`kind="certify"`) is not an HTTP path: its load generator drives the
 identity service's Certify over gRPC, and its "requests" are certificates issued.
@@ -64,12 +66,13 @@ class Scenario:
     tls_hop: Endpoint | None = None
     kind: str = HTTP
     # Routed paths: the unrouted path routing's cost is measured against; the HTTPRoute
-    # the client's proxy must count every request on; the proxies among `proxies` that the
-    # balancer shares the requests between (each must get its share); and a header whose
-    # rule sends to a backend without endpoints (the preflight expects 503 with it).
+    # the client's proxy (the first of `proxies`) must count every request on; the
+    # endpoints (Pods of the store, on the origin's port) its balancer shares the requests
+    # between, each of which its outbound metrics must show getting its share; and a header
+    # whose rule sends to a backend without endpoints (the preflight expects 503 with it).
     unrouted_path: str | None = None
     route: str | None = None
-    balanced: tuple[str, ...] = ()
+    balanced: tuple[Endpoint, ...] = ()
     canary: tuple[str, str] | None = None
 
     @property
@@ -150,12 +153,12 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             p,
             named("rt-a", p),
             Endpoint(None, SERVICE_PORT, service=routed_service(p).name),
-            tuple(named(f"gossamer-routed-{side}", p) for side in ("a", "b", "c")),
+            (named("gossamer-routed-a", p), named("gossamer-routed-b", p)),
             baseline_path="haproxy-chain",
             ratio_base="routed_mesh_path",
             unrouted_path="gossamer-mesh",
             route=routed_route(p).name,
-            balanced=(named("gossamer-routed-b", p), named("gossamer-routed-c", p)),
+            balanced=tuple(Endpoint(pod, origin_port(p)) for pod in routed_service(p).pods),
             canary=routed_route(p).canary,
         ),
         peer("nginx-chain", "nginx", "nginx-chain-a", "nginx-chain-b"),

@@ -15,8 +15,8 @@ connections skip it) and each listener (`Route`) forwards to a fixed upstream.
     mt-a-h1     meshed, certified: wrk, h2load, gossamer-mtls-a-h1 (outbound) -> service mt-h1
     mt-b-h1     meshed, certified: gossamer-mtls-b-h1 (inbound) -> origin nginx on 127.0.0.1
     rt-a-h1     meshed, routed: wrk, h2load, gossamer-routed-a-h1 (outbound) -> service rt-h1
-    rt-b-h1     meshed: gossamer-routed-b-h1 (inbound) -> origin nginx on 127.0.0.1
-    rt-c-h1     meshed: gossamer-routed-c-h1 (inbound) -> origin nginx on 127.0.0.1
+    rt-b-h1     meshed, two addresses (Pods rt-b-h1 and rt-b2-h1 of the store):
+                gossamer-routed-b-h1 (inbound) -> origin nginx on 127.0.0.1
     hs-a-h1     meshed: wrk, h2load, haproxy-single-h1 (127.0.0.1:4140)  -> origin
     hc-a-h1     meshed: wrk, h2load, haproxy-chain-a-h1 (127.0.0.1:4140) -> hc-b-h1
     hc-b-h1     meshed: haproxy-chain-b-h1 (0.0.0.0:4143) -> origin nginx on 127.0.0.1
@@ -39,9 +39,14 @@ Routing: the routed client pods (`rt-a-*`) are plaintext like the `gm-*` mesh pa
 proxy resolves the service `rt-<p>` through the destination service and follows the policy
 service's routes: an HTTPRoute whose first rule (a header match the load never sends) goes to
 a canary service without endpoints and whose second rule takes every other request to
-`rt-<p>`, a Service with a retry annotation over two pods, `rt-b-*` and `rt-c-*`, each with
-its own inbound proxy and origin. So each request is matched against a rule, balanced (P2C)
-over two endpoints and kept for replay, as traffic to a Service in the mesh is.
+`rt-<p>`, a Service with a retry annotation over two endpoints. So each request is matched
+against a rule, balanced (P2C) over two endpoints and kept for replay, as traffic to a Service
+in the mesh is. The server side is the `gm-b-*` one, a single pod (`rt-b-*`: one inbound
+proxy, one origin) with a second address on its eth0 (`aliases`): the store has a Pod for
+each address (`rt-b-*`, `rt-b2-*`), so discovery gives two endpoints while the path keeps the
+unrouted one's processes, and the difference between the two paths is the client proxy's
+routing and balancing (and its second upstream connection pool), not more proxy processes
+sharing the proxy core.
 
 Every proxy instance serves one scenario (one path, one protocol), so its CPU time and its
 memory, which a Python heap does not give back, belong to that scenario alone.
@@ -135,6 +140,10 @@ class PodSpec:
     origin: bool = False
     service_account: str | None = None
     routed: bool = False
+    # More addresses of the pod's eth0 (from the pod subnet), each the IP of a Pod of the
+    # store by that name: one pod (its processes, its interception) that discovery sees as
+    # several endpoints.
+    aliases: tuple[str, ...] = ()
 
     @property
     def control_plane(self) -> bool:
@@ -159,8 +168,9 @@ class ProxySpec:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A Service of the mesh's store: `vip:port` goes to the pods `pods` (Pods of the store
-    labelled `app=<service name>`) on `target_port`; no pods, no endpoints."""
+    """A Service of the mesh's store: `vip:port` goes to the pods `pods` (Pods of the store,
+    pods or aliases, labelled `app=<service name>`) on `target_port`; no pods, no
+    endpoints."""
 
     name: str
     vip: str
@@ -200,6 +210,13 @@ class Testbed:
                 return spec
         raise KeyError(name)
 
+    def address_owner(self, name: str) -> PodSpec:
+        """The pod whose address `name` is: its own, or one of its aliases."""
+        for spec in self.pods:
+            if spec.name == name or name in spec.aliases:
+                return spec
+        raise KeyError(name)
+
     def service(self, name: str) -> ServiceSpec:
         for spec in self.services:
             if spec.name == name:
@@ -215,8 +232,8 @@ class Testbed:
         return tuple(pod for pod in self.pods if pod.routed)
 
     def store_pods(self) -> dict[str, str]:
-        """The pods that are Pods of the mesh's store, with their `app` label: certified pods
-        and the pods of a service (labelled with its name; else with their own)."""
+        """The Pods of the mesh's store (pods or aliases), with their `app` label: certified
+        pods and the pods of a service (labelled with its name; else with their own)."""
         labels = {pod.name: pod.name for pod in self.certified_pods}
         for service in self.services:
             for name in service.pods:
@@ -337,28 +354,29 @@ def mtls_service(p: str) -> ServiceSpec:
 
 
 def _routed_pods(p: str) -> tuple[PodSpec, ...]:
+    """The client, and the server pod as `gm-b-*` with a second address (`rt-b2-*`)."""
     return (
         PodSpec(named("rt-a", p), meshed=True, routed=True),
-        PodSpec(named("rt-b", p), meshed=True, origin=True),
-        PodSpec(named("rt-c", p), meshed=True, origin=True),
+        PodSpec(named("rt-b", p), meshed=True, origin=True, aliases=(named("rt-b2", p),)),
     )
 
 
 def _routed(p: str) -> tuple[ProxySpec, ...]:
     return tuple(
         ProxySpec(named(f"gossamer-routed-{side}", p), "gossamer", named(f"rt-{side}", p))
-        for side in ("a", "b", "c")
+        for side in ("a", "b")
     )
 
 
 def routed_service(p: str) -> ServiceSpec:
-    """The service the routed mesh path's client dials: two pods, retries on 5xx."""
+    """The service the routed mesh path's client dials: two endpoints, the two addresses of
+    the one server pod `rt-b-<p>`; retries on 5xx."""
     return ServiceSpec(
         named("rt", p),
         ROUTED_VIPS[p],
         SERVICE_PORT,
         origin_port(p),
-        (named("rt-b", p), named("rt-c", p)),
+        (named("rt-b", p), named("rt-b2", p)),
         RETRY_ANNOTATIONS,
     )
 

@@ -5,6 +5,7 @@ unrouted path, and the destination-scale section."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -16,6 +17,7 @@ from bench.procstat import Usage
 from bench.report import ScenarioRecord
 from bench.runner import (
     MIN_BALANCED_SHARE,
+    OUTBOUND,
     ROUTE_METRICS,
     Measurement,
     ScenarioFailed,
@@ -31,6 +33,7 @@ from bench.testbed import (
     PROTOCOLS,
     SERVICE_PORT,
     TESTBED,
+    Endpoint,
     origin_port,
 )
 from gossamer.control.policy import PolicyIndex, outbound_policy
@@ -49,7 +52,7 @@ def routed(p: str) -> Scenario:
 
 
 @pytest.mark.parametrize("p", PROTOCOLS)
-def test_the_routed_path_dials_a_vip_balanced_over_two_meshed_server_pods(p: str) -> None:
+def test_the_routed_path_dials_a_vip_balanced_over_two_addresses_of_one_server_pod(p: str) -> None:
     scenario = routed(p)
     assert scenario.target.service is not None and scenario.target.port == SERVICE_PORT
     service = TESTBED.service(scenario.target.service)
@@ -59,18 +62,35 @@ def test_the_routed_path_dials_a_vip_balanced_over_two_meshed_server_pods(p: str
     # The client: meshed, routed (destination + policy), plaintext like the unrouted path.
     client = TESTBED.pod(scenario.client_pod)
     assert client.meshed and client.routed and client.service_account is None
-    # Two server pods, each meshed with its own origin and inbound proxy: the balanced side.
+    # Two endpoints (Pods of the store), both addresses of one server pod: its own and its
+    # alias. The client's proxy balances between them, on the origin's port.
     assert len(service.pods) == 2
-    servers = [TESTBED.proxy(name) for name in scenario.balanced]
-    assert sorted(proxy.pod for proxy in servers) == sorted(service.pods)
-    for name in service.pods:
-        pod = TESTBED.pod(name)
-        assert pod.meshed and pod.origin and not pod.control_plane
-    assert scenario.proxies[0] == next(
-        proxy.name for proxy in TESTBED.proxies if proxy.pod == client.name
-    )
-    assert set(scenario.proxies[1:]) == set(scenario.balanced)
+    (server,) = {TESTBED.address_owner(name) for name in service.pods}
+    assert server.name == service.pods[0] and server.aliases == service.pods[1:]
+    assert scenario.balanced == tuple(Endpoint(name, origin_port(p)) for name in service.pods)
+    # The path's proxies: the client's, then the server pod's one inbound proxy.
+    client_proxy, server_proxy = (TESTBED.proxy(name) for name in scenario.proxies)
+    assert (client_proxy.pod, server_proxy.pod) == (client.name, server.name)
     assert all(TESTBED.proxy(name).kind == "gossamer" for name in scenario.proxies)
+
+
+@pytest.mark.parametrize("p", PROTOCOLS)
+def test_the_routed_path_has_the_unrouted_paths_processes(p: str) -> None:
+    """One client proxy, one server pod with one inbound proxy and one origin, as on
+    gossamer-mesh: the comparison measures routing, not more processes on the proxy core."""
+    scenario, unrouted = routed(p), BY_NAME[f"gossamer-mesh/{p}"]
+    assert len(scenario.proxies) == len(unrouted.proxies) == 2
+    clients = [TESTBED.pod(TESTBED.proxy(s.proxies[0]).pod) for s in (scenario, unrouted)]
+    servers = [TESTBED.pod(TESTBED.proxy(s.proxies[1]).pod) for s in (scenario, unrouted)]
+    assert all(pod.meshed and not pod.origin for pod in clients)
+    # The server pods differ in their name and the routed one's second address only.
+    assert dataclasses.replace(servers[0], name=servers[1].name, aliases=()) == servers[1]
+    # The routed path's pods run no proxy or origin beyond the path's own.
+    pods = [pod for pod in TESTBED.pods if pod.name.startswith("rt-") and pod.name.endswith(p)]
+    assert [pod.name for pod in pods] == [clients[0].name, servers[0].name]
+    assert {spec.name for spec in TESTBED.proxies if spec.pod in {pod.name for pod in pods}} == (
+        set(scenario.proxies)
+    )
 
 
 @pytest.mark.parametrize("p", PROTOCOLS)
@@ -94,12 +114,17 @@ def test_vips_are_distinct_and_every_pod_is_in_at_most_one_service() -> None:
     listed = [name for service in TESTBED.services for name in service.pods]
     assert len(listed) == len(set(listed))
     for name in listed:
-        TESTBED.pod(name)  # exists
+        TESTBED.address_owner(name)  # a pod, or a pod's alias
+    # An alias names one address: no pod and no other alias has its name.
+    names = [pod.name for pod in TESTBED.pods] + [a for pod in TESTBED.pods for a in pod.aliases]
+    assert len(names) == len(set(names))
     # Certified pods keep their own label unless a Service lists them.
     labels = TESTBED.store_pods()
     assert labels["mt-a-h1"] == "mt-a-h1" and labels["mt-b-h1"] == "mt-h1"
-    assert labels["rt-b-h1"] == labels["rt-c-h1"] == "rt-h1"
+    assert labels["rt-b-h1"] == labels["rt-b2-h1"] == "rt-h1"
     assert "rt-a-h1" not in labels and "gm-a-h1" not in labels
+    with pytest.raises(KeyError):
+        TESTBED.address_owner("rt-c-h1")
 
 
 def test_the_destination_scale_run_is_selected_by_name_like_a_scenario() -> None:
@@ -160,21 +185,57 @@ def test_store_pods_are_running_meshed_and_labelled_for_their_service() -> None:
         assert data["status"]["phase"] == "Running"
     for service in TESTBED.services:
         assert services[service.name].to_dict()["spec"]["selector"] == {"app": service.name}
+    # The certified pods' Pods name their service account; the routed server's (both) have
+    # the default one.
+    assert pods["mt-b-h1"].to_dict()["spec"]["serviceAccountName"] == "mt-b-h1"
+    for name in ("rt-b-h1", "rt-b2-h1"):
+        assert pods[name].to_dict()["spec"]["serviceAccountName"] == "default"
+
+
+@pytest.mark.parametrize("p", PROTOCOLS)
+def test_the_routed_service_has_two_endpoints_one_per_address_of_the_server_pod(p: str) -> None:
+    """The destination service's view: two Running Pods, each with one of the server pod's
+    two addresses, both selected by the Service."""
+    service = TESTBED.service(routed(p).target.service or "")
+    ips = {name: f"10.77.0.{i + 2}" for i, name in enumerate(TESTBED.store_pods())}
+    pods = [r.to_dict() for r in meshstore.resources(TESTBED, ips) if r.kind == "Pod"]
+    selected = [pod for pod in pods if pod["metadata"]["labels"] == {"app": service.name}]
+    assert sorted(pod["metadata"]["name"] for pod in selected) == sorted(service.pods)
+    assert sorted(pod["status"]["podIP"] for pod in selected) == sorted(
+        ips[name] for name in service.pods
+    )
+    assert len({pod["status"]["podIP"] for pod in selected}) == 2
 
 
 # The runner's counting checks -------------------------------------------------------------
 
 
-class _Live:
-    """What the runner's checks ask of the live testbed: counts in each proxy's /metrics."""
+B, B2 = "10.77.0.9:8080", "10.77.0.10:8080"  # the routed h1 path's two endpoints
 
-    def __init__(self, counts: dict[str, int], route: int) -> None:
+
+class _Live:
+    """What the runner's checks ask of the live testbed: counts in each proxy's /metrics
+    (`by_address`: on the client's outbound series of an endpoint address), and addresses."""
+
+    def __init__(
+        self, counts: dict[str, int], route: int, by_address: dict[str, int] | None = None
+    ) -> None:
         self.counts = counts
         self.route = route
+        self.by_address = by_address or {}
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def address(self, endpoint: Endpoint) -> str:
+        return {"rt-b-h1": B, "rt-b2-h1": B2}[endpoint.pod or ""]
 
     def gossamer_counts(self, name: str, *labels: str, prefix: str = "") -> tuple[int, int]:
+        self.asked.append((name, labels))
         if prefix == ROUTE_METRICS:
             return self.route, self.route
+        for label in labels:
+            if label.startswith("target_addr="):
+                count = self.by_address.get(label.removeprefix("target_addr=").strip('"'), 0)
+                return count, count
         return self.counts[name], self.counts[name]
 
 
@@ -184,27 +245,50 @@ def _runner(live: _Live) -> ScenarioRunner:
     return runner
 
 
-def test_balanced_proxies_count_the_requests_together_and_each_its_share() -> None:
+def test_both_proxies_of_the_routed_path_count_every_request() -> None:
     scenario = routed(H1)
-    client, b, c = scenario.proxies
+    client, server = scenario.proxies
     zero = {name: (0, 0) for name in scenario.proxies}
-    counted = _runner(_Live({client: 1000, b: 520, c: 480}, 1000))._check_counts(
+    counted = _runner(_Live({client: 1000, server: 1000}, 1000))._check_counts(
         scenario, list(scenario.proxies), (), zero, 1000
     )
-    assert counted == {client: 1000, b: 520, c: 480}
-    with pytest.raises(ScenarioFailed, match="together"):
-        _runner(_Live({client: 1000, b: 500, c: 400}, 1000))._check_counts(
-            scenario, list(scenario.proxies), (), zero, 1000
-        )
+    assert counted == {client: 1000, server: 1000}
+    for short in (client, server):
+        counts = {client: 1000, server: 1000, short: 999}
+        with pytest.raises(ScenarioFailed, match=f"{short} counted 999 requests"):
+            _runner(_Live(counts, 1000))._check_counts(
+                scenario, list(scenario.proxies), (), zero, 1000
+            )
+
+
+def _balance(before: dict[str, int], after: dict[str, int], sent: int) -> dict[str, int]:
+    scenario = routed(H1)
+    runner = _runner(_Live({}, 0, before))
+    counts = runner._endpoint_counts(scenario)
+    runner.live = live = _Live({}, 0, after)  # type: ignore[assignment]
+    counted = runner._check_balance(scenario, counts, sent)
+    # Asked of the client's proxy, on its outbound series of each endpoint's address.
+    assert live.asked == [
+        (scenario.proxies[0], (OUTBOUND, f'target_addr="{address}"')) for address in (B, B2)
+    ]
+    return counted
+
+
+def test_the_client_proxy_sends_every_request_to_the_two_endpoints_each_its_share() -> None:
+    # Counted on the client's outbound per-endpoint series, as differences over the runs.
+    assert _balance({B: 100, B2: 50}, {B: 620, B2: 530}, 1000) == {"rt-b-h1": 520, "rt-b2-h1": 480}
+    assert _balance({}, {B: 510, B2: 500}, 1000) == {"rt-b-h1": 510, "rt-b2-h1": 500}  # a retry
+    with pytest.raises(ScenarioFailed, match="to the endpoints rt-b-h1, rt-b2-h1 together"):
+        _balance({}, {B: 500, B2: 499}, 1000)
     few = int(MIN_BALANCED_SHARE * 1000) - 1
+    with pytest.raises(ScenarioFailed, match=f"sent {few} of 1000 .* rt-b2-h1 .*not balanced"):
+        _balance({}, {B: 1000 - few, B2: few}, 1000)
     with pytest.raises(ScenarioFailed, match="not balanced"):
-        _runner(_Live({client: 1000, b: 1000 - few, c: few}, 1000))._check_counts(
-            scenario, list(scenario.proxies), (), zero, 1000
-        )
-    with pytest.raises(ScenarioFailed, match=client):
-        _runner(_Live({client: 999, b: 500, c: 500}, 1000))._check_counts(
-            scenario, list(scenario.proxies), (), zero, 1000
-        )
+        _balance({}, {B: 1000, B2: 0}, 1000)
+    # An unrouted path balances nothing: nothing asked, nothing checked.
+    runner = _runner(_Live({}, 0))
+    mesh = BY_NAME["gossamer-mesh/h1"]
+    assert runner._endpoint_counts(mesh) == {} and runner._check_balance(mesh, {}, 1000) == {}
 
 
 def test_every_request_must_be_served_on_the_scenarios_route() -> None:
@@ -224,7 +308,10 @@ def test_every_request_must_be_served_on_the_scenarios_route() -> None:
 # Report -----------------------------------------------------------------------------------
 
 
-def _measurement(names: tuple[str, ...], rps: float, cpu_by_proxy: list[float]) -> Measurement:
+def _measurement(
+    scenario: Scenario, rps: float, cpu_by_proxy: list[float], split: float = 0.5
+) -> Measurement:
+    names = scenario.proxies
     requests = int(rps * 3)
     pids = list(range(len(names)))
     by_pid = dict(zip(pids, cpu_by_proxy, strict=True))
@@ -248,6 +335,10 @@ def _measurement(names: tuple[str, ...], rps: float, cpu_by_proxy: list[float]) 
         counted_requests={name: requests for name in names},
         rss_kb_load={name: 30000 for name in names},
         proxy_pids=dict(zip(names, pids, strict=True)),
+        counted_by_endpoint={
+            endpoint.pod or "": round(requests * share)
+            for endpoint, share in zip(scenario.balanced, (split, 1 - split), strict=False)
+        },
     )
 
 
@@ -282,11 +373,11 @@ def _report(rps_routed: tuple[float, float] = (8800.0, 5000.0)) -> dict[str, Any
     for p, rps in zip((H1, H2), rps_routed, strict=True):
         mesh, route = BY_NAME[f"gossamer-mesh/{p}"], routed(p)
         records += [
-            # Unrouted: 60 + 40 µs/req at 10,000 rps; routed: client 70, servers 22 + 22.
-            ScenarioRecord(mesh, [_measurement(mesh.proxies, 10000.0, [1.8, 1.2])]),
+            # Unrouted: 60 + 40 µs/req at 10,000 rps; routed: client 70, server 41.
+            ScenarioRecord(mesh, [_measurement(mesh, 10000.0, [1.8, 1.2])]),
             ScenarioRecord(
                 route,
-                [_measurement(route.proxies, rps, [rps * 3 * us * 1e-6 for us in (70, 22, 22)])],
+                [_measurement(route, rps, [rps * 3 * us * 1e-6 for us in (70, 41)], 0.52)],
             ),
         ]
     idle = {name: 20000 for record in records for name in record.scenario.proxies}
@@ -303,14 +394,17 @@ def test_routed_rows_are_compared_with_the_unrouted_path_of_the_same_run() -> No
     ratios = result["ratios"]
     assert ratios["routed_mesh_path_rps_vs_unrouted"] == 0.88
     assert ratios["routed_mesh_path_h2_rps_vs_unrouted"] == 0.5
-    # Path: 114 µs/req against 100; client proxy: 70 against 60.
-    assert ratios["routed_mesh_path_extra_cpu_us_per_req"] == pytest.approx(14.0, abs=0.05)
+    # Path: 111 µs/req against 100; client proxy: 70 against 60; server: 41 against 40.
+    assert ratios["routed_mesh_path_extra_cpu_us_per_req"] == pytest.approx(11.0, abs=0.05)
     assert ratios["routed_mesh_path_client_extra_cpu_us_per_req"] == pytest.approx(10.0, abs=0.05)
     rows = {row["name"]: row for row in result["scenarios"]}
     row = rows["gossamer-routed/h1"]
     assert row["unrouted"] == "gossamer-mesh/h1" and row["rps_vs_unrouted"] == 0.88
     assert row["cpu_us_per_req_by_proxy"]["gossamer-routed-a-h1"] == pytest.approx(70.0, abs=0.05)
+    assert row["server_extra_cpu_us_per_req"] == pytest.approx(1.0, abs=0.05)
+    assert row["counted_by_endpoint"] == {"rt-b-h1": 13728, "rt-b2-h1": 12672}
     assert "rps_vs_unrouted" not in rows["gossamer-mesh/h1"]
+    assert "counted_by_endpoint" not in rows["gossamer-mesh/h1"]
     targets = {t["target"]: t for t in result["targets"]}
     h1 = targets["routed mesh-path HTTP/1.1 rps >= 0.85x the unrouted mesh path (same run)"]
     h2 = targets["routed mesh-path HTTP/2 rps >= 0.85x the unrouted mesh path (same run)"]
@@ -322,14 +416,16 @@ def test_the_table_shows_routing_cost_and_the_routing_section_explains_it() -> N
     text = render.markdown(_report())
     assert "| vs unrouted‡ |" in text
     line = next(line for line in text.splitlines() if line.startswith("| gossamer-routed/h1 "))
-    assert "| 0.88, +14.0 µs |" in line
+    assert "| 0.88, +11.0 µs |" in line
     mesh = next(line for line in text.splitlines() if line.startswith("| gossamer-mesh/h1 "))
     assert mesh.count("|") == line.count("|")
     assert "**Routing cost**" in text
+    assert "two endpoints are two addresses of that one pod" in text
     assert (
-        "- gossamer-routed/h1: 0.88x the rps of gossamer-mesh/h1 (target >= 0.85); +14.0 µs CPU "
-        "per request over the path, +10.0 µs in the client's proxy (70.0 µs/req); the server "
-        "side's 2 proxies served 50%/50% of the requests" in text
+        "- gossamer-routed/h1: 0.88x the rps of gossamer-mesh/h1 (target >= 0.85); +11.0 µs CPU "
+        "per request over the path: +10.0 µs in the client's proxy (70.0 µs/req), +1.0 µs on "
+        "the server side; the client's proxy sent 52%/48% of the requests to its 2 endpoints "
+        "(rt-b-h1, rt-b2-h1)" in text
     )
     assert "- [MISSED] routed mesh-path HTTP/2 rps >= 0.85x" in text
 
