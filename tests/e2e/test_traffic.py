@@ -1,6 +1,7 @@
 """Traffic management end to end, in namespaces, with the real destination and policy services:
 retries, latency-aware balancing, failure accrual, weighted and header-matched routes that
-change without restarts, and timeouts."""
+change without restarts, and timeouts; opaque TCP connections balanced by their load, with
+refused endpoints routed around."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from gossamer.local.pod import PYTHON, Pod, PodProcess
 
 APPS = Path(__file__).parent / "apps"
 VIPS = {"web": "10.78.0.30", "web-v1": "10.78.0.31", "web-v2": "10.78.0.32"}
+ECHO_VIP = "10.78.0.33"
+ECHO_PORT = 6379  # in the default opaque list: no detection, the server speaks first
 
 pytestmark = pytest.mark.netns
 
@@ -42,16 +45,28 @@ def service(
     )
 
 
-def pod_resource(name: str, ip: str, version: str) -> Resource:
+def echo_service(annotations: dict[str, str] | None = None) -> Resource:
+    """The TCP echo servers of the web pods (and, for a while, pods that are gone)."""
+    return Resource.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo", "namespace": "demo", "annotations": annotations or {}},
+            "spec": {
+                "clusterIP": ECHO_VIP,
+                "selector": {"tcp": "echo"},
+                "ports": [{"name": "echo", "port": ECHO_PORT, "targetPort": ECHO_PORT}],
+            },
+        }
+    )
+
+
+def pod_resource(name: str, ip: str, labels: dict[str, str]) -> Resource:
     return Resource.from_dict(
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": "demo",
-                "labels": {"app": "web", "version": version},
-            },
+            "metadata": {"name": name, "namespace": "demo", "labels": labels},
             "spec": {
                 "serviceAccountName": "web",
                 "containers": [{"name": "app", "command": ["x"]}],
@@ -86,6 +101,7 @@ class Cluster:
     control: Pod
     client: Pod
     webs: list[Pod]
+    gone: list[Pod]  # namespaces with nothing in them: their endpoints refuse connections
     apps: dict[str, PodProcess]
 
     def apply(self, *resources: Resource, delete: tuple[str, str] | None = None) -> None:
@@ -111,6 +127,29 @@ class Cluster:
         process = pod.spawn([PYTHON, str(APPS / "http_app.py"), "8080", name, *options], name="app")
         pod.wait_for_port(8080, process=process)
         self.apps[name] = process
+
+    def echo(self, index: int, *options: str) -> None:
+        """(Re)starts web-INDEX's TCP echo server with the given tcp_echo options."""
+        name = f"web-{index}"
+        old = self.apps.pop(f"{name}-echo", None)
+        if old is not None:
+            old.terminate()
+        pod = self.webs[index]
+        process = pod.spawn(
+            [PYTHON, str(APPS / "tcp_echo.py"), "server", str(ECHO_PORT), f"--name={name}",
+             *options],
+            name="echo",
+        )  # fmt: skip
+        pod.wait_for_port(ECHO_PORT, process=process)
+        self.apps[f"{name}-echo"] = process
+
+    def tcp_load(self, count: int, concurrency: int) -> dict[str, Any]:
+        out = self.client.exec(
+            [PYTHON, str(APPS / "tcp_echo.py"), "load", ECHO_VIP, str(ECHO_PORT), str(count),
+             f"--concurrency={concurrency}"],
+            timeout=120,
+        ).stdout  # fmt: skip
+        return json.loads(out)
 
     def load(self, count: int, *options: str, host: str = VIPS["web"]) -> dict[str, Any]:
         out = self.client.exec(
@@ -138,14 +177,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with sandbox(prefix="traf") as node:
         control, client = node.add_pod("control"), node.add_pod("client")
         webs = [node.add_pod(f"web{i}") for i in range(3)]
-        cluster = Cluster(node, base / "store.db", control, client, webs, {})
+        gone = [node.add_pod(f"gone{i}") for i in range(2)]
+        cluster = Cluster(node, base / "store.db", control, client, webs, gone, {})
         try:
             cluster.apply(
                 service("web", {"app": "web"}),
                 service("web-v1", {"version": "v1"}),
                 service("web-v2", {"version": "v2"}),
+                echo_service(),
                 *(
-                    pod_resource(f"web-{i}", str(pod.ip), "v2" if i == 2 else "v1")
+                    pod_resource(
+                        f"web-{i}",
+                        str(pod.ip),
+                        {"app": "web", "version": "v2" if i == 2 else "v1", "tcp": "echo"},
+                    )
                     for i, pod in enumerate(webs)
                 ),
             )
@@ -282,3 +327,76 @@ def test_request_timeout_turns_a_slow_answer_into_a_fast_504(fresh: Cluster) -> 
     result = fresh.load(5, "--concurrency=1")
     assert result["status"] == {"504": 5}, result
     assert result["latency_ms"]["max"] < 400, result
+
+
+# --- opaque TCP: connections balanced by load ------------------------------------------
+
+
+@pytest.fixture
+def tcp(cluster: Cluster) -> Iterator[Cluster]:
+    """Healthy echo servers on every web pod, and the echo service without annotations."""
+    for i in range(3):
+        cluster.echo(i)
+    cluster.apply(echo_service())
+    time.sleep(0.5)
+    yield cluster
+
+
+def refused_connects(pod: Pod) -> int:
+    """Resets the pod's kernel sent: with nothing listening, one per connection attempt."""
+    lines = [line.split() for line in pod.exec(["cat", "/proc/net/snmp"]).stdout.splitlines()]
+    names, values = (line for line in lines if line[0] == "Tcp:")
+    return int(dict(zip(names, values, strict=True))["OutRsts"])
+
+
+def test_a_replica_that_holds_its_connections_longer_gets_fewer_new_ones(tcp: Cluster) -> None:
+    # Every replica accepts as fast as the others; web-2 keeps each connection 100 ms longer,
+    # so it carries more open connections, and P2C weighs endpoints by them.
+    tcp.echo(2, "--delay-ms=100")
+    result = tcp.tcp_load(400, concurrency=6)
+    assert result["errors"] == 0, result
+    assert sum(result["by"].values()) == 400, result
+    share = result["by"].get("web-2", 0) / 400
+    assert share < 0.2, result  # round robin would give it a third
+
+
+def test_refused_endpoints_are_routed_around_then_taken_out_by_failure_accrual(
+    tcp: Cluster,
+) -> None:
+    tcp.tcp_load(100, concurrency=4)  # the live endpoints' connect latencies are known
+    # Two endpoints that are gone (their namespaces refuse every connection) join the three
+    # live ones, as when discovery still lists pods that have died.
+    tcp.apply(
+        *(pod_resource(f"gone-{i}", str(pod.ip), {"tcp": "echo"}) for i, pod in enumerate(tcp.gone))
+    )
+    try:
+        # Until both have refused once, a connection refused by one may be retried on the
+        # other (fresh endpoints look the least loaded): one retry only, so it can fail.
+        def tried() -> bool:
+            tcp.tcp_load(40, concurrency=4)
+            return all(refused_connects(pod) > 0 for pod in tcp.gone)
+
+        wait(tried, timeout=30)
+        before = sum(refused_connects(pod) for pod in tcp.gone)
+        result = tcp.tcp_load(1000, concurrency=4)
+        # A refused connect is tried again on another endpoint: no client sees it.
+        assert result["errors"] == 0, result
+        assert set(result["by"]) == {"web-0", "web-1", "web-2"}, result
+        without_accrual = sum(refused_connects(pod) for pod in tcp.gone) - before
+        # P2C draws the two gone endpoints together about one time in ten.
+        assert without_accrual >= 40, without_accrual
+
+        tcp.apply(echo_service({"balancer.gossamer.dev/failure-accrual": "consecutive"}))
+        time.sleep(1.0)
+        # New accrual settings restart the balancer: it learns the latencies again, and the
+        # gone endpoints earn their first penalties.
+        tcp.tcp_load(200, concurrency=4)
+        before = sum(refused_connects(pod) for pod in tcp.gone)
+        result = tcp.tcp_load(1000, concurrency=4)
+        assert result["errors"] == 0, result
+        # Seven refusals in a row take an endpoint out; then only a probe now and then.
+        with_accrual = sum(refused_connects(pod) for pod in tcp.gone) - before
+        assert with_accrual <= 2 * 5, (with_accrual, without_accrual)
+    finally:
+        for i in range(len(tcp.gone)):
+            tcp.apply(delete=("Pod", f"gone-{i}"))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossamer.proxy.balance import EndpointBalancer, EndpointHandle, PeakEwma
+from gossamer.proxy.balance import ConnectionLoad, EndpointBalancer, EndpointHandle, PeakEwma
 
 # --- PeakEwma ---------------------------------------------------------------------------
 
@@ -163,18 +163,6 @@ def test_pending_requests_shift_picks_away() -> None:
     assert {p.addr for p in picks if p is not None} == {"b", "c"}
 
 
-def test_tcp_open_connections_are_pending_load() -> None:
-    b = balancer(["a", "b"])
-    first = b.pick(0.0)
-    assert first is not None
-    first.start()  # connected, stays open
-    second = b.pick(0.1)
-    assert second is not None and second is not first
-    second.start()
-    first.finish(True, 0.001, 5.0)  # closed (rtt: its connect time)
-    assert b.pick(5.0) is first
-
-
 def test_cancel_drops_pending_without_a_sample() -> None:
     b = balancer(["a"])
     h = b.pick(0.0)
@@ -292,3 +280,143 @@ def test_endpoints_churned_before_any_pick_are_not_kept() -> None:
     for i in range(100):
         b.update([f"10.0.0.{i}", "stable"])
     assert len(b._unstarted) == 2
+
+
+# --- TCP connections: the load is held until the connection closes ---------------------
+
+
+def connected(h: EndpointHandle, connect_time: float, now: float) -> ConnectionLoad:
+    """What the TCP handler does once a connect succeeds."""
+    load = h.hold()
+    h.finish(True, connect_time, now)
+    return load
+
+
+def test_an_open_connection_stays_pending_after_its_connect_finished() -> None:
+    b = EndpointBalancer(random.Random(1))
+    b.update(["a"])  # no clock: the first sample replaces the default
+    a = b.get("a")
+    assert a is not None
+    a.start()
+    assert a.pending == 1  # connecting
+    load = connected(a, 0.001, 0.1)
+    assert a.pending == 1  # connected: still the endpoint's load
+    assert a.ewma.estimate(0.1) == 0.001  # the connect time is the latency sample
+    load.release()  # closed
+    assert a.pending == 0
+    load.release()  # every path that ends a connection may release it
+    assert a.pending == 0
+
+
+def test_open_connections_shift_new_connections_away() -> None:
+    b = balancer(["a", "b"])
+    for e in b.endpoints:
+        e.start()
+        connected(e, 0.001, 0.0).release()
+    first = b.pick(0.0)
+    assert first is not None
+    first.start()
+    held = connected(first, 0.001, 0.0)
+    # Two endpoints with equal estimates: the one holding a connection is never the pick.
+    assert all(b.pick(0.0) is not first for _ in range(100))
+    held.release()
+    picks = {h.addr for h in (b.pick(0.0) for _ in range(100)) if h is not None}
+    assert picks == {"a", "b"}
+
+
+def test_a_released_load_never_takes_the_count_below_zero() -> None:
+    b = balancer(["a"])
+    a = b.get("a")
+    assert a is not None
+    load = a.hold()
+    a.pending = 0  # the count was reset under it (say, by a cancel too many)
+    load.release()
+    assert a.pending == 0
+
+
+def simulate_connections(
+    lifetimes: dict[str, float], *, cps: float, seconds: float, seed: int = 11
+) -> dict[str, int]:
+    """Poisson connection arrivals; each connects in 1 ms (every endpoint alike) and stays
+    open for its endpoint's lifetime (+-20%)."""
+    rng = random.Random(seed)
+    b = balancer(list(lifetimes), seed=seed + 1000)
+    picks = dict.fromkeys(lifetimes, 0)
+    closes: list[tuple[float, int, ConnectionLoad]] = []
+    t = 0.0
+    n = 0
+    while t < seconds:
+        t += rng.expovariate(cps)
+        while closes and closes[0][0] <= t:
+            heapq.heappop(closes)[2].release()
+        h = b.pick(t)
+        assert h is not None
+        h.start()
+        picks[h.addr] += 1  # type: ignore[index]
+        load = connected(h, 0.001, t + 0.001)
+        n += 1
+        lifetime = lifetimes[h.addr] * rng.uniform(0.8, 1.2)  # type: ignore[index]
+        heapq.heappush(closes, (t + lifetime, n, load))
+    return picks
+
+
+def test_an_endpoint_holding_its_connections_longer_gets_fewer_new_ones() -> None:
+    # Same connect latency everywhere: only the open connections tell the endpoints apart.
+    picks = simulate_connections({"a": 0.010, "b": 0.010, "slow": 0.200}, cps=200, seconds=30)
+    total = sum(picks.values())
+    assert picks["slow"] / total < 0.15, picks  # round robin would give it a third
+    assert picks["slow"] > 0, picks
+    assert abs(picks["a"] - picks["b"]) / total < 0.1, picks
+
+
+def test_pick_other_never_gives_the_endpoint_that_failed() -> None:
+    b = balancer(["a", "b", "c"])
+    for _ in range(300):
+        h = b.pick_other(0.0, "a")
+        assert h is not None and h.addr != "a"
+    assert balancer(["a"]).pick_other(0.0, "a") is None
+    assert balancer([]).pick_other(0.0, "a") is None
+    only = balancer(["a", "b"]).pick_other(0.0, "a")
+    assert only is not None and only.addr == "b"
+
+
+def test_pick_other_takes_the_cheaper_of_the_rest() -> None:
+    # A second bad endpoint is never handed over while it loses to every other one.
+    b = balancer(["a", "b", "c"])
+    for e, rtt in zip(b.endpoints, (0.001, 0.050, 0.002), strict=True):
+        e.finish(True, rtt, 0.0)
+    assert all(b.pick_other(0.0, "a") is b.get("c") for _ in range(100))
+
+
+def refusing_picks(failure_rtt: float | None, seconds: float = 30.0) -> tuple[int, int]:
+    """Connections to two live endpoints and one refusing every connect, the refused ones
+    tried again elsewhere (as tcp.py does); (connects tried on the refusing one, total)."""
+    rng = random.Random(3)
+    b = balancer(["a", "b", "dead"], seed=4)
+    closes: list[tuple[float, int, ConnectionLoad]] = []
+    t, n, refused = 0.0, 0, 0
+    while t < seconds:
+        t += rng.expovariate(100)
+        while closes and closes[0][0] <= t:
+            heapq.heappop(closes)[2].release()
+        h = b.pick(t)
+        assert h is not None
+        h.start()
+        if h.addr == "dead":
+            refused += 1
+            h.finish(False, failure_rtt, t + 0.0005)
+            h = b.pick_other(t, "dead")
+            assert h is not None and h.addr != "dead"
+            h.start()
+        n += 1
+        heapq.heappush(closes, (t + 0.050, n, connected(h, 0.001, t + 0.001)))
+    return refused, n
+
+
+def test_an_endpoint_that_refuses_is_avoided_when_a_refusal_costs_a_connect_timeout() -> None:
+    refused, total = refusing_picks(failure_rtt=1.0)
+    assert refused <= 3, (refused, total)
+    # Without a latency for the refusal, the endpoint that never holds a connection looks
+    # the least loaded: it is tried first whenever it is drawn.
+    refused, total = refusing_picks(failure_rtt=None)
+    assert refused > total / 2, (refused, total)

@@ -271,3 +271,31 @@ def test_stale_failures_while_probing_do_not_decide_the_probe() -> None:
     assert bad.accrual.state(1.5) == "probing"
     probe.finish(True, 0.002, 1.6)
     assert bad.accrual.state(1.6) == "healthy"
+
+
+def test_a_probe_connection_decides_at_connect_and_holds_the_endpoints_load() -> None:
+    b = accruing(["a", "b"])
+    bad = b.get("a")
+    assert bad is not None and bad.accrual is not None
+    fail(bad, 7, 0.0)
+    probe = next(p for p in (b.pick(1.0) for _ in range(100)) if p is not None and p.addr == "a")
+    assert isinstance(probe, ProbeHandle)
+    probe.start()
+    load = probe.hold()
+    probe.finish(True, 0.002, 1.1)  # connected: the probe succeeded
+    assert bad.accrual.state(1.1) == "healthy"
+    assert bad.pending == 1  # the open connection is the endpoint's, not the probe's
+    load.release()
+    assert bad.pending == 0
+
+
+def test_pick_other_skips_penalised_endpoints_and_carries_a_probe() -> None:
+    b = accruing(["a", "b", "c"])
+    c = b.get("c")
+    assert c is not None
+    fail(c, 7, 0.0)
+    assert all(b.pick_other(0.5, "a") is b.get("b") for _ in range(100))
+    fail(b.endpoints[1], 7, 0.5)  # b penalised too: nothing but a, which failed
+    assert b.pick_other(0.6, "a") is None
+    probe = b.pick_other(1.5, "a")  # c's penalty is over: its probe
+    assert isinstance(probe, ProbeHandle) and probe.addr == "c"

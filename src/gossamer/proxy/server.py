@@ -305,7 +305,12 @@ class DetectProtocol(asyncio.Protocol):
 
 def _route(ctx: ConnectionContext, watch: DestinationWatch, mesh_tls: bool) -> None:
     """Points an outbound connection at an endpoint of the service discovery found, with
-    mesh TLS when the endpoint is meshed and this proxy has an identity."""
+    mesh TLS when the endpoint is meshed and this proxy has an identity.
+
+    This round-robin choice names the connection (metric labels, the opaque hint) at accept
+    time and starts nothing: HTTP balances each request over `ctx.service`, and an opaque
+    connection to a service takes its balancer's choice when its handler starts (tcp.py),
+    so no balancer handle waits on a detection that may end in HTTP."""
     picked = watch.pick() if watch.exists else None
     if picked is None:
         return

@@ -12,14 +12,26 @@ probe, whose handle is a small object of its own so that only the probe's outcom
 the probation. Callers report through the handle:
 
     h = balancer.pick(now)     # None: no endpoint available (none, or all penalised)
-    h.start()                  # the request is sent (TCP: the connection is established)
-    h.finish(ok, rtt, now)     # the response (TCP: the connection closed) or a failure
+    h.start()                  # the request is sent (TCP: the connect begins)
+    h.finish(ok, rtt, now)     # the response (TCP: connected, or failed to) or a failure
     h.cancel()                 # abandoned after start, without an outcome
 
-`rtt` is the time to the response headers (TCP: the connect time, not the connection's
-life); pass None when there is no response to time (a connect error): a fast refusal must
-not make an endpoint look fast. `ok` is False for 5xx, connect errors and timeouts, and
-feeds failure accrual; every timed response feeds the latency estimate.
+`rtt` is the time to the response headers (TCP: the connect time); pass None when there is
+no response to time (a connect error): a fast refusal must not make an endpoint look fast.
+`ok` is False for 5xx, connect errors and timeouts, and feeds failure accrual; every timed
+response feeds the latency estimate.
+
+An opaque TCP connection is its endpoint's load for as long as it is open (Linkerd weighs TCP
+endpoints by the connections they hold), not only while it connects. It takes hold of that
+load before it reports the connect, and lets it go when it closes:
+
+    load = h.hold()            # connected: one pending for the endpoint until...
+    h.finish(True, rtt, now)   # (the connect's outcome and time, as for a request)
+    load.release()             # ...the connection closes
+
+A failed connect reports the connect timeout as its `rtt`: an endpoint that refuses holds no
+connection, and with its estimate untouched would look the least loaded of all. The
+connection may then go to another endpoint: `balancer.pick_other(now, h.addr)`.
 """
 
 from __future__ import annotations
@@ -59,6 +71,10 @@ class EndpointHandle:
     def cancel(self) -> None:
         if self.pending > 0:
             self.pending -= 1
+
+    def hold(self) -> ConnectionLoad:
+        """Counts one open connection in this endpoint's load until it is released."""
+        return ConnectionLoad(self)
 
     def cost(self, now: float) -> float:
         return self.ewma.estimate(now) * (self.pending + 1)
@@ -108,6 +124,31 @@ class ProbeHandle(EndpointHandle):
             self._endpoint.cancel()
         if self.accrual is not None:
             self.accrual.abandon_probe()
+
+    def hold(self) -> ConnectionLoad:
+        # The load is the endpoint's and outlives the probe, which its connect decides.
+        return ConnectionLoad(self._endpoint)
+
+
+class ConnectionLoad:
+    """One open connection's share of its endpoint's load (one pending), until `release`.
+
+    Releasing again does nothing, so every path that ends a connection may release it.
+    """
+
+    __slots__ = ("_endpoint",)
+
+    def __init__(self, endpoint: EndpointHandle) -> None:
+        endpoint.pending += 1
+        self._endpoint: EndpointHandle | None = endpoint
+
+    def release(self) -> None:
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None and endpoint.pending > 0:
+            endpoint.pending -= 1
+
+    def __repr__(self) -> str:
+        return f"ConnectionLoad({self._endpoint!r})"
 
 
 class EndpointBalancer:
@@ -208,9 +249,22 @@ class EndpointBalancer:
         # A tie (fresh endpoints): a coin, or two endpoints would always start with the first.
         return a if self._random() < 0.5 else b
 
+    def pick_other(self, now: float, addr: Hashable) -> EndpointHandle | None:
+        """An endpoint other than `addr`, for a connect to `addr` that failed: P2C among
+        the other available endpoints (so a second bad one loses to any good one); None
+        when there is no other."""
+        if self._unstarted:
+            self._start_estimates(now)
+        available = [e for e in self._endpoints if e.accrual is None or e.accrual.available(now)]
+        return self._draw([e for e in available if e.addr != addr], now)
+
     def _pick_gated(self, now: float) -> EndpointHandle | None:
         # Some endpoint is penalised or on probation: draw among the available ones only.
         available = [e for e in self._endpoints if e.accrual is None or e.accrual.available(now)]
+        return self._draw(available, now)
+
+    def _draw(self, available: list[EndpointHandle], now: float) -> EndpointHandle | None:
+        """P2C among `available`; a penalised endpoint's pick is its probe."""
         n = len(available)
         if n == 0:
             return None
