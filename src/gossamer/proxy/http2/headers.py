@@ -63,6 +63,8 @@ class RequestHead(NamedTuple):
     headers: list[Header]
     authority: bytes
     grpc: bool
+    method: bytes = b"GET"
+    path: bytes = b"/"  # b"" for CONNECT
 
 
 class ResponseHead(NamedTuple):
@@ -144,7 +146,13 @@ def sanitize_request(headers: Sequence[Header]) -> RequestHead:
         raise MalformedHeaders("host and :authority differ")
     if hop:
         out = _drop_nominated(headers, out)
-    return RequestHead(out, authority or host or b"", content_type.startswith(GRPC_CONTENT_TYPE))
+    return RequestHead(
+        out,
+        authority or host or b"",
+        content_type.startswith(GRPC_CONTENT_TYPE),
+        method,
+        path or b"",
+    )
 
 
 def sanitize_response(headers: Sequence[Header]) -> ResponseHead:

@@ -62,7 +62,9 @@ class Http2ServerProtocol(H2Endpoint):
         self.targets = self.pool.acquire(ctx)
         # Outbound to a service: the endpoints' pools (held until the connection ends) and
         # request stats, by (authority, endpoint, server identity).
-        self._endpoints: dict[tuple[bytes, tuple[str, int], str | None], HttpStats] = {}
+        self._endpoints: dict[
+            tuple[bytes, tuple[str, int], str | None, str | None], tuple[TargetPool, HttpStats]
+        ] = {}
         self._endpoint_pools: dict[PoolKey, TargetPool] = {}
         self.draining = False
         self._goaway_sid: int | None = None  # streams above it are refused once draining
@@ -141,17 +143,19 @@ class Http2ServerProtocol(H2Endpoint):
         self, authority: bytes, addr: tuple[str, int], tls: TlsLabels
     ) -> tuple[TargetPool, HttpStats]:
         """The pool and the request stats for a routed request to the endpoint `addr`."""
-        key = (self.ctx.direction, addr, tls)
-        targets = self._endpoint_pools.get(key)
-        if targets is None:
-            targets = self._endpoint_pools[key] = self.pool.acquire_key(key)
-        skey = (authority, addr, tls.server_id)
-        stats = self._endpoints.get(skey)
-        if stats is None:
-            stats = self._endpoints[skey] = self.runtime.metrics.http(
+        # Keyed by plain values: hashing the TlsLabels dataclass costs a Python call.
+        key = (authority, addr, tls.server_id, tls.no_tls_reason)
+        found = self._endpoints.get(key)
+        if found is None:
+            pool_key = (self.ctx.direction, addr, tls)
+            targets = self._endpoint_pools.get(pool_key)
+            if targets is None:
+                targets = self._endpoint_pools[pool_key] = self.pool.acquire_key(pool_key)
+            stats = self.runtime.metrics.http(
                 self.ctx.direction, authority.decode("latin-1"), addr, tls
             )
-        return targets, stats
+            found = self._endpoints[key] = (targets, stats)
+        return found
 
     # -- shutdown ----------------------------------------------------------------------------
     def drain(self) -> None:
@@ -229,19 +233,11 @@ class Http2ServerProtocol(H2Endpoint):
         """Outbound to a service: the route and weighted backend this request selects; the
         stream picks endpoints, retries and times out per its plan (routed.py)."""
         now = self._loop.time()
-        method, path = b"GET", b"/"
-        for name, value in headers:  # pseudo-headers come first (sanitize_request checked)
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name[:1] != b":":
-                break
         try:
             plan = service.plan(
-                method,
-                path,
-                headers,
+                head.method,
+                head.path,
+                head.headers,
                 head.authority,
                 self.runtime.metrics,
                 now,

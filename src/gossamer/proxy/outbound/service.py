@@ -73,26 +73,14 @@ class BackendTarget:
         if handle is None:
             return None
         if avoid is not None and handle.addr == avoid and len(balancer) > 1:
-            other = self._other_than(avoid, now)
+            # A retry: P2C among the others (plain P2C between two endpoints would keep
+            # choosing a failing one that answers fast: failures give it no latency samples).
+            other = balancer.pick_other(now, avoid)
             if other is not None:
                 if isinstance(handle, ProbeHandle):
                     handle.cancel()  # a probe picked and not used gives its turn back
                 handle = other
         return handle, watch.endpoints[cast(Addr, handle.addr)]
-
-    def _other_than(self, avoid: object, now: float) -> EndpointHandle | None:
-        """P2C among the endpoints other than `avoid` that are not penalised (a retry's
-        pick: plain P2C between two endpoints would keep choosing a failing one that
-        answers fast, since failures give it no latency samples)."""
-        others = [
-            e
-            for e in self.balancer.endpoints
-            if e.addr != avoid and (e.accrual is None or not e.accrual.penalised)
-        ]
-        if len(others) <= 1:
-            return others[0] if others else None
-        a, b = self._rng.sample(others, 2)
-        return a if a.cost(now) <= b.cost(now) else b
 
     def set_accrual(self, accrual: AccrualSettings | None) -> None:
         """New failure-accrual settings: a fresh balancer (latency estimates restart)."""
@@ -202,7 +190,7 @@ class OutboundService:
             )
         route_stats.requests += 1
         return RequestPlan(
-            self, selected, self.backend(backend.authority), route_stats, now, authority
+            self, selected, self.backend(backend.authority, now), route_stats, now, authority
         )
 
     def _default_policy(self) -> pb.OutboundPolicy:
@@ -212,7 +200,7 @@ class OutboundService:
         return pb.OutboundPolicy(exists=True, port=self.orig_dst[1], routes=[route])
 
     # -- backends ------------------------------------------------------------------------
-    def backend(self, authority: str) -> BackendTarget:
+    def backend(self, authority: str, now: float | None = None) -> BackendTarget:
         target = self._backends.get(authority)
         if target is None:
             host, _, port = authority.rpartition(":")
@@ -221,7 +209,7 @@ class OutboundService:
             self._backends[authority] = target
         else:
             # Touch the watch so an idle sweep does not drop a backend in use.
-            target.watch.last_used = self._loop.time()
+            target.watch.last_used = self._loop.time() if now is None else now
         return target
 
     def tls_for(self, meta: EndpointMeta) -> TlsLabels:
