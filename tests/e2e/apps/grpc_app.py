@@ -1,7 +1,17 @@
 """gRPC peers (grpcio on both ends) for end-to-end tests, with raw-bytes messages.
 
-server PORT             serves /test.Echo/{Unary,ServerStream,ClientStream,Bidi,Fail}
-client HOST PORT        calls each kind once and prints JSON with what came back
+server PORT [--name=NAME] [--fail-every=N] [--delay-ms=MS]
+    serves /test.Echo/{Unary,Ping,ServerStream,ClientStream,Bidi,Fail}. Unary and Ping
+    echo their request and name the server in the `served-by` trailer; with --fail-every
+    every Nth of those calls ends with UNAVAILABLE instead (its status before any
+    message), with --delay-ms each waits that long first (less if the call is cancelled).
+client HOST PORT
+    calls each kind once and prints JSON with what came back
+load HOST PORT COUNT [--method=Unary] [--concurrency=4] [--deadline-ms=5000] [--max-s=60]
+    makes COUNT unary calls (fewer if --max-s runs out) on one channel and prints JSON:
+    {"codes": {name: n}, "by": {served-by: n}, "proxy_errors": {gossamer-proxy-error: n},
+    "details": {name: the first failed call's details}, "latency_ms": {"p50", "p99", "max"},
+    "elapsed_s"}
 """
 
 from __future__ import annotations
@@ -9,20 +19,50 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
 
 SERVICE = "test.Echo"
+PROXY_ERROR = "gossamer-proxy-error"
+# No transparent retries and no HTTP proxy from the environment: the counts are the mesh's.
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.max_send_message_length", 16 << 20),
+    ("grpc.enable_retries", 0),
+    ("grpc.enable_http_proxy", 0),
+]
 
 
 def _identity(data: bytes) -> bytes:
     return data
 
 
-def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:
-    return b"echo:" + request
+class Behaviour:
+    """What Unary and Ping do: echo, after a delay, failing every Nth call."""
+
+    def __init__(self, name: str, fail_every: int, delay_ms: int) -> None:
+        self.name = name
+        self.fail_every = fail_every
+        self.delay = delay_ms / 1000
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self.delay:
+            until = time.monotonic() + self.delay
+            while context.is_active() and time.monotonic() < until:
+                time.sleep(0.005)
+        with self.lock:
+            self.calls += 1
+            count = self.calls
+        if self.fail_every and count % self.fail_every == 0:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "failed by " + self.name)
+        context.set_trailing_metadata((("served-by", self.name),))
+        return b"echo:" + request
 
 
 def _server_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -50,15 +90,12 @@ def _fail(request: bytes, context: grpc.ServicerContext) -> bytes:
     raise AssertionError("unreachable")
 
 
-def serve(port: int) -> None:
-    options = [
-        ("grpc.max_receive_message_length", 16 << 20),
-        ("grpc.max_send_message_length", 16 << 20),
-    ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
+def serve(port: int, behaviour: Behaviour) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=CHANNEL_OPTIONS[:2])
     ser = {"request_deserializer": _identity, "response_serializer": _identity}
     handlers = {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary, **ser),
+        "Unary": grpc.unary_unary_rpc_method_handler(behaviour, **ser),
+        "Ping": grpc.unary_unary_rpc_method_handler(behaviour, **ser),
         "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream, **ser),
         "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream, **ser),
         "Bidi": grpc.stream_stream_rpc_method_handler(_bidi, **ser),
@@ -71,11 +108,7 @@ def serve(port: int) -> None:
 
 
 def call(host: str, port: int) -> dict[str, object]:
-    options = [
-        ("grpc.max_receive_message_length", 16 << 20),
-        ("grpc.max_send_message_length", 16 << 20),
-    ]
-    with grpc.insecure_channel(f"{host}:{port}", options=options) as channel:
+    with grpc.insecure_channel(f"{host}:{port}", options=CHANNEL_OPTIONS) as channel:
 
         def method(kind: str, name: str):  # type: ignore[no-untyped-def]
             factory = getattr(channel, kind)
@@ -111,8 +144,100 @@ def call(host: str, port: int) -> dict[str, object]:
         return out
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "server":
-        serve(int(sys.argv[2]))
+def load(host: str, port: int, count: int, options: dict[str, str]) -> dict[str, object]:
+    method_name = options.get("method", "Unary")
+    concurrency = int(options.get("concurrency", "4"))
+    deadline = int(options.get("deadline-ms", "5000")) / 1000
+    stop_at = time.monotonic() + float(options.get("max-s", "60"))
+    lock = threading.Lock()
+    codes: dict[str, int] = {}
+    by: dict[str, int] = {}
+    proxy_errors: dict[str, int] = {}
+    details: dict[str, str] = {}
+    latencies: list[float] = []
+    remaining = [count]
+
+    def bump(counts: dict[str, int], key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    with grpc.insecure_channel(f"{host}:{port}", options=CHANNEL_OPTIONS) as channel:
+        unary = channel.unary_unary(
+            f"/{SERVICE}/{method_name}",
+            request_serializer=_identity,
+            response_deserializer=_identity,
+        )
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if remaining[0] <= 0 or time.monotonic() > stop_at:
+                        return
+                    remaining[0] -= 1
+                started = time.monotonic()
+                metadata: list[tuple[str, str | bytes]] = []
+                detail = ""
+                try:
+                    _, rpc = unary.with_call(b"x", timeout=deadline)
+                    code = grpc.StatusCode.OK
+                    metadata = [*rpc.initial_metadata(), *rpc.trailing_metadata()]
+                except grpc.RpcError as error:
+                    code = error.code()  # type: ignore[attr-defined]
+                    detail = error.details() or ""  # type: ignore[attr-defined]
+                    metadata = [
+                        *(error.initial_metadata() or ()),  # type: ignore[attr-defined]
+                        *(error.trailing_metadata() or ()),  # type: ignore[attr-defined]
+                    ]
+                elapsed = (time.monotonic() - started) * 1000
+                with lock:
+                    bump(codes, code.name)
+                    if code != grpc.StatusCode.OK:
+                        details.setdefault(code.name, detail)
+                    latencies.append(elapsed)
+                    for key, value in metadata:
+                        text = value.decode() if isinstance(value, bytes) else value
+                        if key == "served-by" and code == grpc.StatusCode.OK:
+                            bump(by, text)
+                        elif key == PROXY_ERROR:
+                            bump(proxy_errors, text)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        if not latencies:
+            return 0.0
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    return {
+        "codes": codes,
+        "by": by,
+        "proxy_errors": proxy_errors,
+        "details": details,
+        "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+
+
+def main(argv: list[str]) -> None:
+    args = [a for a in argv if not a.startswith("--")]
+    options = dict(a[2:].partition("=")[::2] for a in argv if a.startswith("--"))
+    if args[0] == "server":
+        behaviour = Behaviour(
+            options.get("name", "server"),
+            int(options.get("fail-every", "0")),
+            int(options.get("delay-ms", "0")),
+        )
+        serve(int(args[1]), behaviour)
+    elif args[0] == "load":
+        print(json.dumps(load(args[1], int(args[2]), int(args[3]), options)))
     else:
-        print(json.dumps(call(sys.argv[2], int(sys.argv[3]))))
+        print(json.dumps(call(args[1], int(args[2]))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
