@@ -282,6 +282,11 @@ def test_per_try_timeout_retries_a_slow_replica_elsewhere(fresh: Cluster) -> Non
     assert result["latency_ms"]["max"] < 600, result
     # The slow replica was tried and given up on: the per-try timeout did the work.
     assert retried(fresh.client_metrics()) - before >= 1, result
+    # Its timed-out tries count for their 100 ms in its latency estimate: one call at a
+    # time, the balancer no longer sends first tries there (most calls are fast).
+    result = fresh.load("echo-per-try", 100, "--concurrency=1")
+    assert result["codes"] == {"OK": 100}, result
+    assert result["latency_ms"]["p50"] < 50, result
 
 
 def test_grpc_route_sends_one_method_to_another_service(fresh: Cluster) -> None:

@@ -176,13 +176,37 @@ def test_cancel_drops_pending_without_a_sample() -> None:
     assert h.pending == 0
 
 
-def test_a_failure_without_a_response_does_not_feed_the_latency_estimate() -> None:
+def test_a_failure_never_makes_an_endpoint_look_faster() -> None:
     b = balancer(["a"])
     h = b.pick(0.0)
     assert h is not None
-    h.start()
-    h.finish(False, None, 0.5)  # connect refused: no rtt
-    assert h.ewma.estimate(0.0) == 0.030
+    h.finish(True, 0.050, 1.0)
+    # Refused in 0.1 ms, or with no time at all: the estimate held before stays.
+    h.finish(False, 0.0001, 5.0)
+    assert h.ewma.estimate(5.0) == pytest.approx(0.050)
+    h.finish(False, None, 9.0)
+    assert h.ewma.estimate(9.0) == pytest.approx(0.050)
+    # A try that timed out after 200 ms counts for all of it.
+    h.finish(False, 0.200, 9.5)
+    assert h.ewma.estimate(9.5) == pytest.approx(0.200)
+
+
+def test_an_endpoint_that_only_fails_stays_expensive_while_others_answer() -> None:
+    """Failures keep an endpoint's estimate from decaying toward zero, so P2C does not
+    come to prefer the one endpoint that never answers."""
+    b = balancer(["ok1", "ok2", "bad"], seed=5)
+    now, first_tries_on_bad = 0.0, 0
+    for i in range(600):
+        now += 0.01
+        h = b.pick(now)
+        assert h is not None
+        h.start()
+        if h.addr == "bad":
+            first_tries_on_bad += i >= 100
+            h.finish(False, 0.0002, now)
+        else:
+            h.finish(True, 0.001, now)
+    assert first_tries_on_bad < 10, first_tries_on_bad
 
 
 def test_two_endpoints_the_cheaper_wins_every_time() -> None:
@@ -416,7 +440,8 @@ def refusing_picks(failure_rtt: float | None, seconds: float = 30.0) -> tuple[in
 def test_an_endpoint_that_refuses_is_avoided_when_a_refusal_costs_a_connect_timeout() -> None:
     refused, total = refusing_picks(failure_rtt=1.0)
     assert refused <= 3, (refused, total)
-    # Without a latency for the refusal, the endpoint that never holds a connection looks
-    # the least loaded: it is tried first whenever it is drawn.
-    refused, total = refusing_picks(failure_rtt=None)
-    assert refused > total / 2, (refused, total)
+    # Without one, the refusal keeps only the estimate held before (a failure never lowers
+    # it), while the live endpoints' estimates are still coming down from the default: the
+    # refusing one, holding no connection, is tried far more often.
+    refused_untimed, total = refusing_picks(failure_rtt=None)
+    assert refused_untimed > 20 * max(refused, 1), (refused_untimed, total)

@@ -24,17 +24,21 @@ class ProxyError(Exception):
         return self.detail
 
 
-class ConnectRefused(ProxyError):
+class ConnectError(ProxyError):
+    """The connection to the upstream could not be made (the request never left)."""
+
+
+class ConnectRefused(ConnectError):
     status = 502
     reason = "connection refused"
 
 
-class ConnectUnreachable(ProxyError):
+class ConnectUnreachable(ConnectError):
     status = 502
     reason = "host unreachable"
 
 
-class ConnectTimeout(ProxyError):
+class ConnectTimeout(ConnectError):
     status = 504
     reason = "connect timed out"
 

@@ -47,6 +47,11 @@ class PeakEwma:
             return self._est
         return self._est * math.exp((now - at) * self._k)
 
+    @property
+    def held(self) -> float:
+        """The estimate as of the last sample (or the default), before any decay since."""
+        return self._est
+
     def observe(self, rtt: float, now: float) -> None:
         """Feeds one latency sample (seconds) taken at `now`."""
         at = self._at

@@ -16,10 +16,13 @@ the probation. Callers report through the handle:
     h.finish(ok, rtt, now)     # the response (TCP: connected, or failed to) or a failure
     h.cancel()                 # abandoned after start, without an outcome
 
-`rtt` is the time to the response headers (TCP: the connect time); pass None when there is
-no response to time (a connect error): a fast refusal must not make an endpoint look fast.
-`ok` is False for 5xx, connect errors and timeouts, and feeds failure accrual; every timed
-response feeds the latency estimate.
+`rtt` is the time to the response headers (TCP: the connect time), or for a failure the
+time the attempt took (None if unknown). `ok` is False for 5xx, connect errors and timeouts,
+and feeds failure accrual. A failure is a latency sample no better than the estimate held
+before it: a fast refusal must not make an endpoint look fast, and an endpoint that only
+fails must not look ever cheaper as its estimate decays with no sample (it would draw
+traffic until accrual, if configured, stepped in), while a try that timed out counts for
+all the time it took.
 
 An opaque TCP connection is its endpoint's load for as long as it is open (Linkerd weighs TCP
 endpoints by the connections they hold), not only while it connects. It takes hold of that
@@ -30,8 +33,8 @@ load before it reports the connect, and lets it go when it closes:
     load.release()             # ...the connection closes
 
 A failed connect reports the connect timeout as its `rtt`: an endpoint that refuses holds no
-connection, and with its estimate untouched would look the least loaded of all. The
-connection may then go to another endpoint: `balancer.pick_other(now, h.addr)`.
+connection, and would otherwise look the least loaded of all. The connection may then go
+to another endpoint: `balancer.pick_other(now, h.addr)`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ from collections.abc import Hashable, Iterable
 
 from gossamer.proxy.balance.accrual import AccrualSettings, ConsecutiveFailures
 from gossamer.proxy.balance.ewma import PeakEwma
+
+
+def _failure_sample(ewma: PeakEwma, rtt: float | None, now: float) -> float:
+    """A failed attempt's latency sample: what it took, but never less than the estimate
+    held before it (not even its decay since: failures alone must not wear it down)."""
+    held = ewma.held
+    return held if rtt is None or rtt < held else rtt
 
 
 class EndpointHandle:
@@ -62,8 +72,11 @@ class EndpointHandle:
     def finish(self, success: bool, rtt: float | None, now: float) -> None:
         pending = self.pending - 1
         self.pending = pending if pending > 0 else 0
+        ewma = self.ewma
+        if not success:
+            rtt = _failure_sample(ewma, rtt, now)
         if rtt is not None:
-            self.ewma.observe(rtt, now)
+            ewma.observe(rtt, now)
         accrual = self.accrual
         if accrual is not None:
             accrual.record(success, now)
@@ -113,6 +126,8 @@ class ProbeHandle(EndpointHandle):
         if self._started:
             self._started = False
             self._endpoint.cancel()
+        if not success:
+            rtt = _failure_sample(self.ewma, rtt, now)
         if rtt is not None:
             self.ewma.observe(rtt, now)
         if self.accrual is not None:

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.errors import (
+    ConnectError,
     ProxyError,
     ResponseTimeout,
     UpstreamClosed,
@@ -297,7 +298,8 @@ class Exchange:
         plan = self.plan
         if plan is not None and not self.response_done:
             now = server.loop.time()
-            plan.end_attempt(False, now)
+            connect = isinstance(error, ConnectError)
+            plan.end_attempt(False, now, server.connect_timeout if connect else None)
             committed = self.forwarded or (self.response_started and self.hold != DISCARD)
             if not committed and plan.may_retry(now):
                 self._retry(reuse=False)

@@ -54,6 +54,8 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.high_water = config.buffers.high
         self._max_head = config.http1.max_header_bytes
         self._header_timeout = config.http1.header_read_timeout
+        # What a failed connect costs in the balancer's latency estimate (p2c.py).
+        self.connect_timeout = config.outbound_connect_timeout
         self.pool = Http1Pool.of(runtime)
         self.pool_key = (ctx.target, ctx.tls_dst.server_id)
         self._tls = ctx.tls_src if ctx.direction == INBOUND else ctx.tls_dst

@@ -39,7 +39,12 @@ import asyncio
 from typing import TYPE_CHECKING, cast
 
 from gossamer.proxy.balance import ProbeHandle
-from gossamer.proxy.errors import ProxyError, ResponseTimeout, UpstreamProtocolError
+from gossamer.proxy.errors import (
+    ConnectError,
+    ProxyError,
+    ResponseTimeout,
+    UpstreamProtocolError,
+)
 from gossamer.proxy.http2.flow import Flow
 from gossamer.proxy.http2.frames import ErrorCodes
 from gossamer.proxy.http2.headers import (
@@ -162,9 +167,12 @@ class RoutedStream(ProxiedStream):
                 handle.cancel()
             else:
                 plan.avoid = None if success else handle.addr
-                # Latency is the time to the response headers; only successes are samples,
-                # so an endpoint failing fast does not look fast (failure accrual sees it).
-                handle.finish(success, self.first_byte if success else None, now)
+                # Latency: the time to the response headers, or what a failure took (the
+                # handle never lets a failure make an endpoint look faster).
+                first_byte = self.first_byte
+                handle.finish(
+                    success, first_byte if first_byte is not None else now - plan.attempt_start, now
+                )
         if plan.response_timer is not None:
             self._cancel_response_timer()
         targets, self.targets = self.targets, None
@@ -280,6 +288,11 @@ class RoutedStream(ProxiedStream):
     def fail(self, error: ProxyError) -> None:
         if self.done:
             return
+        if isinstance(error, ConnectError) and self.plan.handle is not None:
+            # A failed connect costs the balancer the connect timeout (p2c.py).
+            elapsed = self.downstream._loop.time() - self.plan.attempt_start
+            timeout = self.downstream.runtime.config.outbound_connect_timeout
+            self.first_byte = elapsed if elapsed > timeout else timeout
         if self._may_retry():
             self._next_attempt()
             return

@@ -98,13 +98,16 @@ class RequestPlan:
     def holds_response(self) -> bool:
         return self.replay is not None or not self.route.response_modifiers.noop
 
-    def end_attempt(self, success: bool, now: float) -> None:
+    def end_attempt(self, success: bool, now: float, rtt: float | None = None) -> None:
+        """The attempt is over; `rtt` overrides its latency sample (a failed connect
+        passes the connect timeout, so a refusing endpoint does not look cheap)."""
         handle, self.handle = self.handle, None
         if handle is not None:
             self.avoid = None if success else handle.addr
-            # Only successes are latency samples: an endpoint failing fast must not look
-            # fast to the balancer (failure accrual takes care of it instead).
-            handle.finish(success, now - self.attempt_start if success else None, now)
+            # A failure's time is a sample the handle never lets make an endpoint look
+            # faster; a try that timed out counts for all it took.
+            elapsed = now - self.attempt_start
+            handle.finish(success, elapsed if rtt is None or rtt < elapsed else rtt, now)
         timer, self.response_timer = self.response_timer, None
         if timer is not None:
             timer.cancel()
