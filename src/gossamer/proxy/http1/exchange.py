@@ -13,7 +13,7 @@ after that, the only honest signal left is to close the client connection.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from gossamer.proxy.errors import (
     ConnectError,
@@ -155,7 +155,7 @@ class Exchange:
         plan.handle, plan.meta, plan.attempt_start = handle, meta, now
         handle.start()
         tls = plan.service.tls_for(meta)
-        addr = cast(tuple[str, int], handle.addr)
+        addr: tuple[str, int] = handle.addr  # type: ignore[assignment]  # (no cast: a call)
         self.key = (addr, tls.server_id)
         self.stats = server.stats_for(plan.authority, addr, tls)
         self.stats.requests += 1

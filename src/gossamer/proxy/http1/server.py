@@ -68,8 +68,11 @@ class Http1ServerProtocol(asyncio.Protocol):
         self.active: Exchange | None = None
         # The upstream connection the last exchange used: the next request of this client
         # takes it straight back (no pool round trip); it returns to the pool when the
-        # client connection ends.
+        # client connection ends. A balanced request may go to another endpoint than the
+        # last: the connection to the endpoint before stays too (`_spare2`), so requests
+        # alternating between two endpoints keep their connections.
         self._spare: UpstreamConnection | None = None
+        self._spare2: UpstreamConnection | None = None
         self._reading: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._url = b""
@@ -314,20 +317,29 @@ class Http1ServerProtocol(asyncio.Protocol):
             self.resume_reading_for("pipeline")
 
     def keep_upstream(self, conn: UpstreamConnection) -> None:
+        if self.closed or self.draining:
+            self._release_spare()
+            self.pool.checkin(conn)
+            return
         spare = self._spare
         if spare is not None and spare is not conn:
-            self.pool.checkin(spare)
-        if self.closed or self.draining:
-            self._spare = None
-            self.pool.checkin(conn)
-        else:
-            self._spare = conn
+            if spare.target == conn.target:
+                self.pool.checkin(spare)
+            else:
+                older, self._spare2 = self._spare2, spare
+                if older is not None and older is not conn:
+                    self.pool.checkin(older)
+        self._spare = conn
 
     def take_upstream(self, key: Target) -> UpstreamConnection | None:
         conn = self._spare
-        if conn is None or conn.target != key:
-            return None
-        self._spare = None
+        if conn is not None and conn.target == key:
+            self._spare = None
+        else:
+            conn = self._spare2
+            if conn is None or conn.target != key:
+                return None
+            self._spare2 = None
         if conn.usable:
             conn.reused = True
             return conn
@@ -420,6 +432,9 @@ class Http1ServerProtocol(asyncio.Protocol):
 
     def _release_spare(self) -> None:
         spare, self._spare = self._spare, None
+        if spare is not None:
+            self.pool.checkin(spare)
+        spare, self._spare2 = self._spare2, None
         if spare is not None:
             self.pool.checkin(spare)
 

@@ -36,7 +36,7 @@ that outlives it is retried when the route allows.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from gossamer.proxy.balance import ProbeHandle
 from gossamer.proxy.errors import (
@@ -63,6 +63,11 @@ if TYPE_CHECKING:
     from gossamer.proxy.outbound.plan import RequestPlan
 
 
+# A routed stream's flows become these only while they are needed (`__class__` is switched:
+# same slots, so the objects stay as they are), so a stream that keeps no body and peeks at
+# no status pays nothing per DATA frame.
+
+
 class ReplayFlow(Flow):
     """The request flow of a routed stream: it keeps what it receives for a retry."""
 
@@ -71,7 +76,7 @@ class ReplayFlow(Flow):
     def receive(self, data: bytes, flow_controlled_length: int, end: bool) -> None:
         stream = self.stream
         if data and stream is not None:
-            cast(RoutedStream, stream).plan.keep(data)
+            stream.plan.keep(data)  # type: ignore[attr-defined]  # (a RoutedStream's)
         Flow.receive(self, data, flow_controlled_length, end)
 
 
@@ -84,17 +89,13 @@ class PeekFlow(Flow):
     def receive(self, data: bytes, flow_controlled_length: int, end: bool) -> None:
         Flow.receive(self, data, flow_controlled_length, end)
         stream = self.stream
-        if stream is not None and (data or end):
-            routed = cast(RoutedStream, stream)
-            if routed.held is not None:
-                routed.commit_held()
+        # (a RoutedStream's: no typing.cast on the hot path, it is a call at run time)
+        if stream is not None and (data or end) and stream.held is not None:  # type: ignore[attr-defined]
+            stream.commit_held()  # type: ignore[attr-defined]
 
 
 class RoutedStream(ProxiedStream):
     __slots__ = ("first_byte", "held", "plan", "waiting")
-
-    REQUEST_FLOW = ReplayFlow
-    RESPONSE_FLOW = PeekFlow
 
     def __init__(
         self,
@@ -107,6 +108,8 @@ class RoutedStream(ProxiedStream):
     ) -> None:
         super().__init__(downstream, d_sid, head, stats, started, None)
         self.plan = plan
+        if plan.replay is not None:
+            self.request.__class__ = ReplayFlow
         # The response headers while the gRPC status is awaited (see PeekFlow).
         self.held: list[Header] | None = None
         self.first_byte: float | None = None  # the committed attempt's time to headers
@@ -145,9 +148,9 @@ class RoutedStream(ProxiedStream):
         downstream = self.downstream
         plan.handle, plan.meta, plan.attempt_start = handle, meta, now
         handle.start()
-        targets, stats = downstream.endpoint(
-            self.head.authority, cast(tuple[str, int], handle.addr), plan.service.tls_for(meta)
-        )
+        # (no typing.cast on the hot path: it is a call at run time)
+        addr: tuple[str, int] = handle.addr  # type: ignore[assignment]
+        targets, stats = downstream.endpoint(self.head.authority, addr, plan.service.tls_for(meta))
         self.targets = targets
         self.stats = stats
         stats.requests += 1
@@ -230,7 +233,9 @@ class RoutedStream(ProxiedStream):
                 return
             if not ended and retry.grpc_codes and self.head.grpc and status == 200:
                 self.held = head.headers
-                self.response.sink = None  # DATA waits in the flow until commit
+                response = self.response
+                response.__class__ = PeekFlow
+                response.sink = None  # DATA waits in the flow until commit
                 self._cancel_response_timer()
                 self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
                 return

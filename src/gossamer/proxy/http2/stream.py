@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from gossamer.proxy.errors import ProxyError, UpstreamProtocolError
 from gossamer.proxy.http2.connection import StreamClosedError
@@ -84,10 +84,6 @@ class ProxiedStream:
         "upstream",
     )
 
-    # The flow classes of each direction (a routed stream's keep its body for replay).
-    REQUEST_FLOW: ClassVar[type[Flow]] = Flow
-    RESPONSE_FLOW: ClassVar[type[Flow]] = Flow
-
     def __init__(
         self,
         downstream: Http2ServerProtocol,
@@ -105,8 +101,8 @@ class ProxiedStream:
         self.stats = stats
         self.started = started
         self.targets = targets
-        self.request = self.REQUEST_FLOW(self, downstream, d_sid, None, 0)
-        self.response = self.RESPONSE_FLOW(self, None, 0, downstream, d_sid)
+        self.request = Flow(self, downstream, d_sid, None, 0)
+        self.response = Flow(self, None, 0, downstream, d_sid)
         self.status = 0
         self.grpc_status: int | None = None
         self.headers_sent = False

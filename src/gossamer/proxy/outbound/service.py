@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import cast
 
 from gossamer.api.gen import policy_pb2 as pb
 from gossamer.proxy.balance import (
@@ -80,7 +79,7 @@ class BackendTarget:
                 if isinstance(handle, ProbeHandle):
                     handle.cancel()  # a probe picked and not used gives its turn back
                 handle = other
-        return handle, watch.endpoints[cast(Addr, handle.addr)]
+        return handle, watch.endpoints[handle.addr]  # type: ignore[index]  # (an Addr)
 
     def set_accrual(self, accrual: AccrualSettings | None) -> None:
         """New failure-accrual settings: a fresh balancer (latency estimates restart)."""
@@ -174,24 +173,33 @@ class OutboundService:
         deposit and route metrics. Raises NoRoute when no rule with a backend matches.
         Applying the rule's request header modifiers is the caller's (they differ by
         protocol)."""
-        routes = self.routes()
+        routes = self._routes
+        policy = self._policy
+        if routes is None or (policy is not None and policy.version != self._policy_version):
+            routes = self.routes()
         selected = routes.always or routes.select(request_info(method, path, headers))
         if selected is None:
             raise NoRoute(f"no route of {self.name} matches the request")
-        backend = selected.backend()
-        if backend is None:
-            raise NoRoute(f"route {selected.route_name} has no backend with a weight")
+        # Rule objects live as long as their policy, and with it their service's backends:
+        # a single backend's target is kept on the rule.
+        target: BackendTarget | None = selected.target  # type: ignore[assignment]
+        if target is not None:
+            target.watch.last_used = now  # (an idle sweep drops backends not in use)
+        else:
+            backend = selected.backend()
+            if backend is None:
+                raise NoRoute(f"route {selected.route_name} has no backend with a weight")
+            target = self.backend(backend.authority, now)
+            if len(selected.backends) == 1:
+                selected.target = target
         self.budget.deposit(now)
         route_stats = selected.stats
         if route_stats is None:
-            # Per rule object: a new policy (maybe a new service name) brings new rules.
             route_stats = selected.stats = metrics.route(
                 (self.name, self.namespace, self.port), selected.route_name, selected.route_kind
             )
         route_stats.requests += 1
-        return RequestPlan(
-            self, selected, self.backend(backend.authority, now), route_stats, now, authority
-        )
+        return RequestPlan(self, selected, target, route_stats, now, authority)
 
     def _default_policy(self) -> pb.OutboundPolicy:
         authority = f"{self.orig_dst[0]}:{self.orig_dst[1]}"

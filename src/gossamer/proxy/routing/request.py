@@ -69,7 +69,8 @@ class RequestInfo:
             # The first question scans; a second builds the index (most routes test one
             # header, if any).
             self._headers_by_name = _SCANNED
-            return [v for n, v in self.headers if len(n) == len(name) and n.lower() == name]
+            size = len(name)
+            return [v for n, v in self.headers if len(n) == size and n.lower() == name]
         if by_name is _SCANNED:
             by_name = self._headers_by_name = {}
             for n, v in self.headers:

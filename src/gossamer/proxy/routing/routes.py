@@ -46,6 +46,7 @@ class SelectedRoute:
         "route_namespace",
         "rule",
         "stats",
+        "target",
     )
 
     def __init__(
@@ -55,8 +56,10 @@ class SelectedRoute:
         self.route_namespace = route.namespace
         self.route_kind = route.kind
         self.rule = rule_index
-        # This rule's route metrics, found once by the first request that selects it.
+        # This rule's route metrics, found once by the first request that selects it; and
+        # with a single backend, that backend's target (the service's `BackendTarget`).
         self.stats: RouteStats | None = None
+        self.target: object = None
         self.request_modifiers = HeaderModifiers.compile(rule.request_header_modifiers)
         self.response_modifiers = HeaderModifiers.compile(rule.response_header_modifiers)
         self.retry = RetryCondition.from_policy(rule.retry if rule.HasField("retry") else None)
