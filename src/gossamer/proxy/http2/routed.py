@@ -247,7 +247,7 @@ class RoutedStream(ProxiedStream):
         if self.plan.response_timer is not None:
             self._cancel_response_timer()
         if self.first_byte is None:
-            self.first_byte = self.downstream.loop_time() - self.plan.attempt_start
+            self.first_byte = self.downstream._loop.time() - self.plan.attempt_start
         modifiers = self.plan.route.response_modifiers
         if not modifiers.noop:
             headers = modifiers.apply_h2(headers)
@@ -359,15 +359,17 @@ class RoutedStream(ProxiedStream):
     # -- completion -----------------------------------------------------------------------------
     def _finish(self) -> None:
         ProxiedStream._finish(self)
-        waiting, self.waiting = self.waiting, None
-        if waiting is not None:
-            waiting.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
+            self.waiting = None
         plan = self.plan
-        now = self.downstream.loop_time()
+        now = self.downstream._loop.time()
         status = self.status
-        self._end_attempt((status < 500 and self.grpc_status in (None, 0)) if status else None, now)
-        timer, plan.request_timer = plan.request_timer, None
+        grpc_status = self.grpc_status
+        self._end_attempt((status < 500 and grpc_status in (None, 0)) if status else None, now)
+        timer = plan.request_timer
         if timer is not None:
+            plan.request_timer = None
             timer.cancel()
-        if self.status:
-            plan.route_stats.response(self.status, now - plan.start, self.grpc_status)
+        if status:
+            plan.route_stats.response(status, now - plan.start, grpc_status)
