@@ -117,7 +117,7 @@ def _measure(
                 measurement = runner.run(record.scenario)
             except ScenarioFailed as error:
                 record.error = str(error)
-                _say(f"[{round_no}/{settings.rounds}] {name:<20} FAILED: {error}")
+                _say(f"[{round_no}/{settings.rounds}] {name:<22} FAILED: {error}")
                 continue
             record.rounds.append(measurement)
             summary = _summary(record.scenario, measurement)
@@ -126,7 +126,7 @@ def _measure(
                 summary += ", TLS connections opened " + "/".join(
                     str(n) for n in measurement.tls_opened.values()
                 )
-            _say(f"[{round_no}/{settings.rounds}] {name:<20} {summary}")
+            _say(f"[{round_no}/{settings.rounds}] {name:<22} {summary}")
     for record in records:
         if record.error and not record.rounds:
             _say(f"FAILED {record.scenario.name}: {record.error}")

@@ -14,8 +14,9 @@ certified and have resolved their service), and a join token per pod in a direct
 nginx TLS instances get leaves from the same issuer. The Certify scenario's identity service
 has its own store and trust (`bench.certify.prepare`).
 
-Routed pods get the destination and policy services, as `tests/e2e/test_traffic.py` sets
-them up (the same store holds their Service, Pods and HTTPRoute; see `bench.meshstore`).
+Routed pods (the routed and the default mesh paths' clients) get the destination and policy
+services, as `tests/e2e/test_traffic.py` sets them up (the same store holds their Services,
+Pods and HTTPRoutes; see `bench.meshstore`).
 
 A pod's aliases are more addresses on its eth0, taken from the node's address pool with the
 pod subnet's prefix, like its own (and never given back, so no later pod gets one while a

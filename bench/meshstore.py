@@ -6,7 +6,9 @@ Running with a ready proxy at the IP the sandbox gave its pod (or, for a pod's a
 pod's second address: two Pods, one sandbox pod), labelled `app=<service>` when a Service
 lists it (else `app=<pod>`); each Service selects its pods by that label and may
 carry traffic annotations (the routed path's retries); each HTTPRoute is the routed path's
-two rules: a header match to a canary backend, then every other request to the Service.
+two rules: a header match to a canary backend, then every other request to the Service. The
+default mesh path's Service has neither annotations nor an HTTPRoute, so the policy service
+gives it only its default route.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import destination_scale
-from bench.report import ROUTED_RPS_TARGET
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -42,14 +41,18 @@ def _routing_lines(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "",
-        "‡ Routed mesh path against the unrouted `gossamer-mesh` of the same protocol and run: "
-        "rps ratio, and the proxy CPU per request it adds. Both paths run the same processes "
-        "(client proxy, one server pod's inbound proxy and origin; the routed path's two "
+        "‡ Routed mesh paths against the unrouted `gossamer-mesh` of the same protocol and run: "
+        "rps ratio, and the proxy CPU per request they add. They run the same processes "
+        "(client proxy, one server pod's inbound proxy and origin; a routed path's two "
         "endpoints are two addresses of that one pod), so the difference is the client "
-        "proxy's routing and balancing: the route rule match, P2C over two endpoints and "
-        "their two upstream connection pools, the replay buffer the retry annotation makes it "
-        "keep, and the discovery and policy watches. It is not the cost of spreading the load "
-        "over more processes; the server side's share should be near zero.",
+        "proxy's routing and balancing. `gossamer-discovered` is the default mesh path, the one "
+        "every meshed service takes (a Service without annotations or routes): the discovery "
+        "and policy watches, the policy's default route, P2C over two endpoints and their two "
+        "upstream connection pools; the target applies to it. `gossamer-routed` adds what a "
+        "Service opts into: a header-match HTTPRoute rule tried on every request and the "
+        "replay buffer its retry annotation makes the proxy keep; it is reported without a "
+        "target. Neither is the cost of spreading the load over more processes; the server "
+        "side's share should be near zero.",
         "",
         "**Routing cost**",
         "",
@@ -59,10 +62,12 @@ def _routing_lines(rows: list[dict[str, Any]]) -> list[str]:
         served = row.get("counted_by_endpoint", {})
         total = sum(served.values())
         split = "/".join(f"{n / total:.0%}" for n in served.values()) if total else "-"
+        target = row.get("rps_target_vs_unrouted")
         lines.append(
             f"- {row['name']}: {_fmt(row.get('rps_vs_unrouted'), '.2f')}x the rps of "
-            f"{row['unrouted']} (target >= {ROUTED_RPS_TARGET}); "
-            f"{_us(row.get('extra_cpu_us_per_req'))} CPU per request over the path: "
+            f"{row['unrouted']} "
+            + (f"(target >= {target}); " if target is not None else "(reported, no target); ")
+            + f"{_us(row.get('extra_cpu_us_per_req'))} CPU per request over the path: "
             f"{_us(row.get('client_extra_cpu_us_per_req'))} in the client's proxy "
             f"({_fmt(row['cpu_us_per_req_by_proxy'].get(client), '.1f')} µs/req), "
             f"{_us(row.get('server_extra_cpu_us_per_req'))} on the server side; the client's "
@@ -70,6 +75,27 @@ def _routing_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"({', '.join(served)})"
         )
     return lines
+
+
+def _reported_line(item: dict[str, Any]) -> str:
+    """`route rules + retries (...) HTTP/1.1: 0.80x unrouted, +10.0 µs/req in the client
+    proxy; against the default path: 0.91x, +3.2 µs/req (reported, no target)`."""
+    rps, extra = item["rps_vs_unrouted"], item["client_extra_cpu_us_per_req"]
+    text = (
+        f"- {item['what']}: {_fmt(rps, '.2f')}x unrouted, "
+        f"{'-' if extra is None else f'{extra:+.1f}'} µs/req in the client proxy"
+    )
+    rps_default = item["rps_vs_default"]
+    extra_default = item["client_extra_cpu_us_per_req_vs_default"]
+    if rps_default is not None or extra_default is not None:
+        text += (
+            f"; against the default path: {_fmt(rps_default, '.2f')}x, "
+            f"{'-' if extra_default is None else f'{extra_default:+.1f}'} µs/req"
+        )
+    text += " (reported, no target)"
+    if item.get("disturbed"):
+        text += " (disturbed by other processes: rerun on a quiet machine)"
+    return text
 
 
 def _scale_lines(scale: dict[str, Any] | None) -> list[str]:
@@ -178,6 +204,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"- [{mark}] {target['target']}: {target['value']}"
             + (caveat if target.get("disturbed") else "")
         )
+    lines += [_reported_line(item) for item in report.get("reported", [])]
     failed = [row for row in report["scenarios"] if row["status"] != "ok"]
     if failed:
         lines += ["", "**Failed scenarios**", ""]

@@ -5,7 +5,8 @@ a load generator that saw non-2xx answers or socket errors, a fixed-rate run tha
 not hold its rate, a proxy that used no CPU (traffic went around it), or a Gossamer proxy
 whose metrics did not count the requests sent through it (on an mTLS path: as mutual TLS,
 `tls="true"`, on both proxies). On a routed path the client's proxy must count every request
-on the scenario's HTTPRoute, and its outbound per-endpoint series (`target_addr` the
+on the scenario's route of the Service it dials (its HTTPRoute; on the default mesh path, the
+policy's default route), and its outbound per-endpoint series (`target_addr` the
 endpoint's address) must count them all over the endpoints its balancer shares them
 between, and each endpoint at least `MIN_BALANCED_SHARE` of them. (The endpoints are two
 addresses of one server pod, so the server's proxy cannot tell them apart in its own
@@ -35,7 +36,7 @@ from bench.bringup import BENCH_PACKAGE_ENV, BringupError, LiveTestbed
 from bench.certify import IN_FLIGHT
 from bench.loadgen import LoadCommand, LoadResult
 from bench.procstat import Meter, Usage
-from bench.scenarios import CERTIFY, Scenario
+from bench.scenarios import CERTIFY, DEFAULT_ROUTE, Scenario
 from bench.settings import RunSettings
 from bench.testbed import H1, Endpoint
 from gossamer.local.pod import Pod, SandboxError, base_env
@@ -49,6 +50,18 @@ MIN_BALANCED_SHARE = 0.05
 ROUTE_METRICS = "outbound_http_route_"
 # The client proxy's series of requests it sent to one endpoint (with its `target_addr`).
 OUTBOUND = 'direction="outbound"'
+
+
+def route_labels(scenario: Scenario) -> tuple[str, ...]:
+    """The labels of the client proxy's series for the scenario's route: its name, and the
+    Service it dials as the parent (the proxy names the parent after the policy's Service;
+    without a policy, after the address); the default route also by its kind."""
+    labels = [f'route_name="{scenario.route}"']
+    if scenario.route == DEFAULT_ROUTE:
+        labels.append(f'route_kind="{DEFAULT_ROUTE}"')
+    if scenario.target.service is not None:
+        labels.append(f'parent_name="{scenario.target.service}"')
+    return tuple(labels)
 
 
 class ScenarioFailed(RuntimeError):
@@ -260,21 +273,24 @@ class ScenarioRunner:
         if scenario.route is None:
             return None
         return self.live.gossamer_counts(
-            scenario.proxies[0], f'route_name="{scenario.route}"', prefix=ROUTE_METRICS
+            scenario.proxies[0], *route_labels(scenario), prefix=ROUTE_METRICS
         )
 
     def _check_route(self, scenario: Scenario, before: tuple[int, int] | None, sent: int) -> None:
-        """The client's proxy must have served every request on the scenario's HTTPRoute
-        (not on the default route, which would mean its policy was not in force)."""
+        """The client's proxy must have served every request on the scenario's route of the
+        Service it dials: its HTTPRoute (not the default route, which would mean the policy
+        was not in force), or the policy's default route on the default mesh path (not the
+        proxy's own fallback for an address without policy, whose parent is the address)."""
         after = self._route_counts(scenario)
         if before is None or after is None:
             return
         requests, successes = after[0] - before[0], after[1] - before[1]
         if requests < sent or successes < sent:
+            what = "the policy's default route" if scenario.route == DEFAULT_ROUTE else "the route"
             raise ScenarioFailed(
                 f"{scenario.name}: {scenario.proxies[0]} counted {requests} requests and "
-                f"{successes} successes on route {scenario.route}, but the load generators "
-                f"completed at least {sent}: the route was not in force"
+                f"{successes} successes on route {scenario.route} of {scenario.target.service}, "
+                f"but the load generators completed at least {sent}: {what} was not in force"
             )
 
     def _syns(self, hop: Endpoint | None) -> int:

@@ -16,6 +16,13 @@ client proxy, one server proxy, one origin). Besides its HAProxy ratios it is co
 the unrouted path of the same protocol (`unrouted_path`): the difference is what routing and
 balancing cost per request.
 
+The default mesh path (`gossamer-discovered`) is the same with nothing the Service opts into:
+no annotation and no HTTPRoute, so the client's proxy serves every request on the policy's
+implicit default route (route and kind `default`), with discovery, the policy watch and P2C
+over two addresses of one server pod, and no replay buffer. It is what every meshed service
+gets, and it too is compared with `gossamer-mesh`; measured right after it, before
+`gossamer-routed`.
+
 The Certify scenario (`kind="certify"`) is not an HTTP path: its load generator drives the
 identity service's Certify over gRPC, and its "requests" are certificates issued.
 
@@ -34,6 +41,7 @@ from bench.testbed import (
     PROTOCOLS,
     SERVICE_PORT,
     Endpoint,
+    discovered_service,
     mtls_service,
     named,
     origin_port,
@@ -47,6 +55,9 @@ HTTP = "http"
 CERTIFY = "certify"
 # The name `--only` matches to run the destination service's scale measurement.
 DESTINATION_SCALE = "destination-scale"
+# The route (name and kind) the policy service gives a Service without routes, and the proxy
+# counts its requests on.
+DEFAULT_ROUTE = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +76,9 @@ class Scenario:
     # Where the TLS hop's server listens (pod, port): new connections there are counted.
     tls_hop: Endpoint | None = None
     kind: str = HTTP
-    # Routed paths: the unrouted path routing's cost is measured against; the HTTPRoute
-    # the client's proxy (the first of `proxies`) must count every request on; the
+    # Routed paths: the unrouted path routing's cost is measured against; the route (an
+    # HTTPRoute, or `DEFAULT_ROUTE`) the client's proxy (the first of `proxies`) must count
+    # every request on; the
     # endpoints (Pods of the store, on the origin's port) its balancer shares the requests
     # between, each of which its outbound metrics must show getting its share; and a header
     # whose rule sends to a backend without endpoints (the preflight expects 503 with it).
@@ -146,6 +158,19 @@ def _paths(p: str) -> tuple[Scenario, ...]:
             (named("gossamer-mesh-a", p), named("gossamer-mesh-b", p)),
             baseline_path="haproxy-chain",
             ratio_base="mesh_path",
+        ),
+        Scenario(
+            "gossamer-discovered",
+            "gossamer",
+            p,
+            named("ds-a", p),
+            Endpoint(None, SERVICE_PORT, service=discovered_service(p).name),
+            (named("gossamer-discovered-a", p), named("gossamer-discovered-b", p)),
+            baseline_path="haproxy-chain",
+            ratio_base="discovered_mesh_path",
+            unrouted_path="gossamer-mesh",
+            route=DEFAULT_ROUTE,
+            balanced=tuple(Endpoint(pod, origin_port(p)) for pod in discovered_service(p).pods),
         ),
         Scenario(
             "gossamer-routed",

@@ -17,6 +17,9 @@ connections skip it) and each listener (`Route`) forwards to a fixed upstream.
     rt-a-h1     meshed, routed: wrk, h2load, gossamer-routed-a-h1 (outbound) -> service rt-h1
     rt-b-h1     meshed, two addresses (Pods rt-b-h1 and rt-b2-h1 of the store):
                 gossamer-routed-b-h1 (inbound) -> origin nginx on 127.0.0.1
+    ds-a-h1     meshed, routed: wrk, h2load, gossamer-discovered-a-h1 (outbound) -> service ds-h1
+    ds-b-h1     meshed, two addresses (Pods ds-b-h1 and ds-b2-h1 of the store):
+                gossamer-discovered-b-h1 (inbound) -> origin nginx on 127.0.0.1
     hs-a-h1     meshed: wrk, h2load, haproxy-single-h1 (127.0.0.1:4140)  -> origin
     hc-a-h1     meshed: wrk, h2load, haproxy-chain-a-h1 (127.0.0.1:4140) -> hc-b-h1
     hc-b-h1     meshed: haproxy-chain-b-h1 (0.0.0.0:4143) -> origin nginx on 127.0.0.1
@@ -47,6 +50,13 @@ each address (`rt-b-*`, `rt-b2-*`), so discovery gives two endpoints while the p
 unrouted one's processes, and the difference between the two paths is the client proxy's
 routing and balancing (and its second upstream connection pool), not more proxy processes
 sharing the proxy core.
+
+The default mesh path (`ds-a-*`, `ds-b-*`) is the routed one without anything a Service opts
+into: its Service `ds-<p>` has no annotations and no HTTPRoute, so the policy service gives
+the client's proxy only the implicit default route (every request to the Service) and the
+proxy still resolves the service, watches its policy and balances by P2C over the two
+addresses of its own server pod, built like `rt-b-*`. This is the path every meshed service
+takes; the routed path adds route rules and retries on top of it.
 
 Every proxy instance serves one scenario (one path, one protocol), so its CPU time and its
 memory, which a Python heap does not give back, belong to that scenario alone.
@@ -91,6 +101,7 @@ INBOUND_PORT = DEFAULT_INBOUND_PORT  # 0.0.0.0
 VIPS = {H1: "10.97.0.10", H2: "10.97.0.11"}
 ROUTED_VIPS = {H1: "10.97.0.20", H2: "10.97.0.21"}
 CANARY_VIPS = {H1: "10.97.0.30", H2: "10.97.0.31"}
+DISCOVERED_VIPS = {H1: "10.97.0.40", H2: "10.97.0.41"}
 # The routed path's first rule: requests with this header go to the canary service.
 CANARY_HEADER = ("x-bench-canary", "true")
 # Makes the proxy keep every request for replay (and retry 5xx answers once).
@@ -393,23 +404,68 @@ def routed_route(p: str) -> HttpRouteSpec:
     )
 
 
+def _discovered_pods(p: str) -> tuple[PodSpec, ...]:
+    """The default mesh path's client, and its server pod: as the routed path's, with a
+    second address (`ds-b2-*`)."""
+    return (
+        PodSpec(named("ds-a", p), meshed=True, routed=True),
+        PodSpec(named("ds-b", p), meshed=True, origin=True, aliases=(named("ds-b2", p),)),
+    )
+
+
+def _discovered(p: str) -> tuple[ProxySpec, ...]:
+    return tuple(
+        ProxySpec(named(f"gossamer-discovered-{side}", p), "gossamer", named(f"ds-{side}", p))
+        for side in ("a", "b")
+    )
+
+
+def discovered_service(p: str) -> ServiceSpec:
+    """The service the default mesh path's client dials: the two addresses of the one server
+    pod `ds-b-<p>`, no annotations and no HTTPRoute (the policy's default route only)."""
+    return ServiceSpec(
+        named("ds", p),
+        DISCOVERED_VIPS[p],
+        SERVICE_PORT,
+        origin_port(p),
+        (named("ds-b", p), named("ds-b2", p)),
+    )
+
+
 TESTBED = Testbed(
     pods=(
         PodSpec("client"),
         PodSpec("origin", origin=True),
         PodSpec(CONTROL_POD),
-        *(pod for p in PROTOCOLS for pod in (*_gossamer_pods(p), *_routed_pods(p), *_peer_pods(p))),
+        *(
+            pod
+            for p in PROTOCOLS
+            for pod in (
+                *_gossamer_pods(p),
+                *_discovered_pods(p),
+                *_routed_pods(p),
+                *_peer_pods(p),
+            )
+        ),
     ),
     proxies=(
         *(
             spec
             for p in PROTOCOLS
-            for spec in (*_gossamer(p), *_routed(p), *_peers("haproxy", p), *_peers("nginx", p))
+            for spec in (
+                *_gossamer(p),
+                *_discovered(p),
+                *_routed(p),
+                *_peers("haproxy", p),
+                *_peers("nginx", p),
+            )
         ),
         ProxySpec("certify-identity", "identity", CONTROL_POD),
     ),
     services=tuple(
-        s for p in PROTOCOLS for s in (mtls_service(p), routed_service(p), canary_service(p))
+        s
+        for p in PROTOCOLS
+        for s in (mtls_service(p), discovered_service(p), routed_service(p), canary_service(p))
     ),
     routes=tuple(routed_route(p) for p in PROTOCOLS),
 )
