@@ -192,7 +192,8 @@ class OutboundService:
             target = self.backend(backend.authority, now)
             if len(selected.backends) == 1:
                 selected.target = target
-        self.budget.deposit(now)
+        if routes.retries:
+            self.budget.deposit(now)
         route_stats = selected.stats
         if route_stats is None:
             route_stats = selected.stats = metrics.route(

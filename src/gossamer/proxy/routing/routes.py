@@ -124,6 +124,8 @@ class CompiledRoutes:
         # Set when every request selects the same rule: a caller may skip building the
         # RequestInfo altogether (`routes.always or routes.select(request_info(...))`).
         self.always: SelectedRoute | None = None
+        # Whether any rule retries: only then does a request need to pay into the budget.
+        self.retries = any(selected.retry.limit > 0 for selected in self._selected)
         if routes and routes[0][0] is None and routes[0][1][0][0] is None:
             self.always = routes[0][1][0][1]
 
