@@ -4,7 +4,6 @@ authenticated, bad certificates refused, rotation under traffic without a failed
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import os
@@ -29,10 +28,19 @@ from gossamer.control.identity import (
     generate_trust_anchor,
     mint_join_token,
 )
-from gossamer.control.store import SQLiteStore
-from gossamer.core.resources import Resource
 from gossamer.local.netns import Node, sandbox
 from gossamer.local.pod import PROXY_UID, PYTHON, Pod
+from tests.e2e.netns_mesh import (
+    ControlPlane,
+    MeshStore,
+    SandboxCluster,
+    ServicePort,
+    pod_resource,
+    proxy_metrics,
+    service_resource,
+    start_meshed_proxy,
+    wait,
+)
 
 APPS = Path(__file__).parent / "apps"
 DOMAIN = "cluster.local"
@@ -45,67 +53,9 @@ def identity(sa: str, ns: str = "demo") -> str:
     return f"{sa}.{ns}.serviceaccount.identity.gossamer.{DOMAIN}"
 
 
-def service(name: str, vip: str) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": "demo"},
-            "spec": {
-                "clusterIP": vip,
-                "selector": {"app": name},
-                "ports": [{"port": 80, "targetPort": 8080}],
-            },
-        }
-    )
-
-
-def pod_resource(name: str, app: str, sa: str, ip: str, meshed: bool) -> Resource:
-    status: dict[str, object] = {"phase": "Running", "podIP": ip}
-    if meshed:
-        status["proxy"] = {"ready": True}
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "demo", "labels": {"app": app}},
-            "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "command": ["x"]}]},
-            "status": status,
-        }
-    )
-
-
-def store_apply(path: Path, *resources: Resource) -> dict[str, str]:
-    """Applies resources; returns each Pod's uid by name."""
-
-    async def run() -> dict[str, str]:
-        store = SQLiteStore(path)
-        try:
-            uids = {}
-            for resource in resources:
-                stored = await store.apply(resource)
-                uids[stored.name] = stored.metadata.uid
-            return uids
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
 @dataclass
-class Mesh:
-    node: Node
+class Mesh(SandboxCluster):
     dir: Path
-    control: Pod
-    client: Pod
     web: Pod
     plain: Pod
     anchors_pem: str
@@ -117,45 +67,31 @@ class Mesh:
     def curl(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
         return self.client.exec(["curl", "-s", "--max-time", "5", *args], timeout=timeout)
 
-    def metrics(self, pod: Pod) -> str:
-        return pod.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
-
 
 def build_mesh(node: Node, base: Path, lifetime: str) -> Mesh:
     trust = ensure_trust(base / "identity", DOMAIN)
     token_key = ensure_token_key(base / "token.key")
-    store = base / "store.db"
     control, client = node.add_pod("control"), node.add_pod("client")
     web, plain = node.add_pod("web"), node.add_pod("plain")
     mesh = Mesh(
-        node, base, control, client, web, plain,
+        node, MeshStore(base / "store.db"), control, client, base, web, plain,
         trust.trust_anchors.read_text(), trust.issuer_certificate, trust.issuer_key,
         vips={"web": "10.78.0.20", "plain": "10.78.0.21"},
     )  # fmt: skip
-    uids = store_apply(
-        store,
-        service("web", mesh.vips["web"]),
-        service("plain", mesh.vips["plain"]),
-        pod_resource("web-0", "web", "web", str(web.ip), True),
-        pod_resource("client-0", "client", "client", str(client.ip), True),
-        pod_resource("plain-0", "plain", "plain", str(plain.ip), False),
+    uids = mesh.store.apply(
+        service_resource("web", mesh.vips["web"], {"app": "web"}, [ServicePort(80, 8080)]),
+        service_resource("plain", mesh.vips["plain"], {"app": "plain"}, [ServicePort(80, 8080)]),
+        pod_resource("web-0", str(web.ip), {"app": "web"}, "web"),
+        pod_resource("client-0", str(client.ip), {"app": "client"}, "client"),
+        pod_resource("plain-0", str(plain.ip), {"app": "plain"}, "plain", meshed=False),
     )
-    controllers = [
-        (["destination", "--addr", "0.0.0.0:8086"], 8086),
-        (
-            ["identity", "--addr", "0.0.0.0:8080", "--lifetime", lifetime,
-             "--trust-anchors", str(trust.trust_anchors), "--issuer-cert",
-             str(trust.issuer_certificate), "--issuer-key", str(trust.issuer_key),
-             "--token-key", str(base / "token.key")],
-            8080,
-        ),
-    ]  # fmt: skip
-    for args, port in controllers:
-        process = control.spawn(
-            [PYTHON, "-m", "gossamer", "controller", *args[:1], "--store", str(store), *args[1:]],
-            name=args[0],
-        )
-        control.wait_for_port(port, timeout=20, process=process)
+    controllers = ControlPlane(control, mesh.store)
+    controllers.start("destination")
+    controllers.start(
+        "identity", "--lifetime", lifetime, "--trust-anchors", str(trust.trust_anchors),
+        "--issuer-cert", str(trust.issuer_certificate), "--issuer-key", str(trust.issuer_key),
+        "--token-key", str(base / "token.key"),
+    )  # fmt: skip
     # Tokens live where the proxy's uid can reach them (pytest's temp dirs are 0700 root).
     tokens = Path(tempfile.mkdtemp(prefix="gossamer-tokens-", dir="/run"))
     tokens.chmod(0o711)
@@ -167,15 +103,14 @@ def build_mesh(node: Node, base: Path, lifetime: str) -> Mesh:
         token.write_bytes(mint_join_token(token_key, "demo", name, uids[name], sa, 3600))
         os.chown(token, PROXY_UID, PROXY_UID)
         token.chmod(0o600)
-        pod.install_init_rules()
-        pod.start_proxy(
+        start_meshed_proxy(
+            pod,
             {
-                "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:8086",
-                "GOSSAMER_PROXY_IDENTITY_SVC_ADDR": f"{control.ip}:8080",
+                **controllers.proxy_env(),
                 "GOSSAMER_PROXY_IDENTITY_LOCAL_NAME": identity(sa),
                 "GOSSAMER_PROXY_IDENTITY_TRUST_ANCHORS": mesh.anchors_pem,
                 "GOSSAMER_PROXY_IDENTITY_TOKEN_FILE": str(token),
-            }
+            },
         )
     mesh.tokens = tokens
     for pod, name in ((web, "web"), (plain, "plain")):
@@ -201,8 +136,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def test_meshed_hop_is_mutual_tls_with_both_identities_in_metrics(mesh: Mesh) -> None:
     reply = mesh.curl(f"http://{mesh.vips['web']}/").stdout
     assert reply == "hello from web"
-    client_metrics = mesh.metrics(mesh.client)
-    web_metrics = mesh.metrics(mesh.web)
+    client_metrics = mesh.client_metrics()
+    web_metrics = proxy_metrics(mesh.web)
     assert f'server_id="{identity("web")}"' in client_metrics
     assert 'direction="outbound"' in client_metrics and 'tls="true"' in client_metrics
     inbound = [
@@ -215,7 +150,7 @@ def test_meshed_hop_is_mutual_tls_with_both_identities_in_metrics(mesh: Mesh) ->
     assert "identity_cert_expiration_timestamp_seconds" in web_metrics
     # An unmeshed destination is plaintext, and says why.
     assert mesh.curl(f"http://{mesh.vips['plain']}/").stdout == "hello from plain"
-    client_metrics = mesh.metrics(mesh.client)
+    client_metrics = mesh.client_metrics()
     assert 'no_tls_reason="not_provided_by_service_discovery"' in client_metrics
 
 
@@ -348,23 +283,11 @@ def test_a_server_proving_another_identity_is_refused(mesh: Mesh) -> None:
         server = fake.spawn([PYTHON, str(APPS / "tls_server.py"), str(port), str(cert), str(key)])
         fake.wait_for_port(port, process=server)
     vip = "10.78.0.22"
-    fake_service = Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "fake", "namespace": "demo"},
-            "spec": {
-                "clusterIP": vip,
-                "selector": {"app": "fake"},
-                "ports": [{"name": "a", "port": 80, "targetPort": 8080},
-                          {"name": "b", "port": 81, "targetPort": 8081}],
-            },
-        }
-    )  # fmt: skip
-    store_apply(
-        mesh.dir / "store.db",
-        fake_service,
-        pod_resource("fake-0", "fake", "impostor", str(fake.ip), True),
+    mesh.apply(
+        service_resource(
+            "fake", vip, {"app": "fake"}, [ServicePort(80, 8080, "a"), ServicePort(81, 8081, "b")]
+        ),
+        pod_resource("fake-0", str(fake.ip), {"app": "fake"}, "impostor"),
     )
     for port in (80, 81):
 
@@ -377,9 +300,7 @@ def test_a_server_proving_another_identity_is_refused(mesh: Mesh) -> None:
         wait(proved_wrong)
     # web's own proxy, named "impostor" by discovery: it passes the unknown name through to
     # its plaintext app, so the handshake fails; no request leaves the client in clear.
-    store_apply(
-        mesh.dir / "store.db", pod_resource("web-0", "web", "impostor", str(mesh.web.ip), True)
-    )
+    mesh.apply(pod_resource("web-0", str(mesh.web.ip), {"app": "web"}, "impostor"))
     try:
 
         def refused() -> bool:
@@ -388,9 +309,7 @@ def test_a_server_proving_another_identity_is_refused(mesh: Mesh) -> None:
 
         wait(refused)
     finally:
-        store_apply(
-            mesh.dir / "store.db", pod_resource("web-0", "web", "web", str(mesh.web.ip), True)
-        )
+        mesh.apply(pod_resource("web-0", str(mesh.web.ip), {"app": "web"}, "web"))
     wait(lambda: mesh.curl(f"http://{mesh.vips['web']}/").stdout == "hello from web")
 
 
@@ -400,19 +319,7 @@ def test_opaque_tcp_to_a_service_is_mutual_tls_to_the_peer_proxys_own_port(mesh:
     port, vip = 6379, "10.78.0.23"  # 6379 is in the default opaque list
     echo = mesh.web.spawn([PYTHON, str(APPS / "tcp_echo.py"), "server", str(port), "--banner"])
     mesh.web.wait_for_port(port, process=echo)
-    cache = Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "cache", "namespace": "demo"},
-            "spec": {
-                "clusterIP": vip,
-                "selector": {"app": "web"},
-                "ports": [{"port": port, "targetPort": port}],
-            },
-        }
-    )
-    store_apply(mesh.dir / "store.db", cache)
+    mesh.apply(service_resource("cache", vip, {"app": "web"}, [ServicePort(port, port)]))
     # No half-close: asyncio's TLS transports cannot write an EOF, so one does not cross
     # mesh TLS (the connection is closed by the client once the echo is back).
     client = [PYTHON, str(APPS / "tcp_echo.py"), "client", vip, str(port), "100000", "--banner",
@@ -428,7 +335,7 @@ def test_opaque_tcp_to_a_service_is_mutual_tls_to_the_peer_proxys_own_port(mesh:
 
     wait(echoed)
     outbound = [
-        line for line in mesh.metrics(mesh.client).splitlines()
+        line for line in mesh.client_metrics().splitlines()
         if line.startswith("tcp_open_total") and 'direction="outbound"' in line
         and 'peer="dst"' in line and f'target_addr="{mesh.web.ip}:{port}"' in line
     ]  # fmt: skip
@@ -437,7 +344,7 @@ def test_opaque_tcp_to_a_service_is_mutual_tls_to_the_peer_proxys_own_port(mesh:
     ), outbound
     # On web's side the connection arrived on the proxy's own port, for the app's port.
     inbound = [
-        line for line in mesh.metrics(mesh.web).splitlines()
+        line for line in proxy_metrics(mesh.web).splitlines()
         if line.startswith("tcp_open_total") and 'direction="inbound"' in line
         and f'target_addr="127.0.0.1:{port}"' in line
     ]  # fmt: skip
@@ -456,7 +363,7 @@ def test_rotation_under_continuous_traffic_loses_no_request(tmp_path: Path) -> N
                 sent += 1
                 failed += reply.stdout != "hello from web"
             refreshes = [
-                line for line in mesh.metrics(mesh.web).splitlines()
+                line for line in proxy_metrics(mesh.web).splitlines()
                 if line.startswith("identity_cert_refresh_count ")
             ]  # fmt: skip
             assert failed == 0, f"{failed} of {sent} requests failed during rotation"

@@ -5,20 +5,29 @@ refused endpoints routed around."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import Resource
-from gossamer.local.netns import Node, sandbox
+from gossamer.local.netns import sandbox
 from gossamer.local.pod import PYTHON, Pod, PodProcess
+from tests.e2e.netns_mesh import (
+    MeshStore,
+    SandboxCluster,
+    ServicePort,
+    counter_sum,
+    http_route,
+    pod_resource,
+    proxy_metrics,
+    service_resource,
+    wait,
+)
 
 APPS = Path(__file__).parent / "apps"
 VIPS = {"web": "10.78.0.30", "web-v1": "10.78.0.31", "web-v2": "10.78.0.32"}
@@ -31,62 +40,15 @@ pytestmark = pytest.mark.netns
 def service(
     name: str, selector: dict[str, str], annotations: dict[str, str] | None = None
 ) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": "demo", "annotations": annotations or {}},
-            "spec": {
-                "clusterIP": VIPS[name],
-                "selector": selector,
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            },
-        }
+    return service_resource(
+        name, VIPS[name], selector, [ServicePort(80, 8080, "http")], annotations
     )
 
 
 def echo_service(annotations: dict[str, str] | None = None) -> Resource:
     """The TCP echo servers of the web pods (and, for a while, pods that are gone)."""
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "echo", "namespace": "demo", "annotations": annotations or {}},
-            "spec": {
-                "clusterIP": ECHO_VIP,
-                "selector": {"tcp": "echo"},
-                "ports": [{"name": "echo", "port": ECHO_PORT, "targetPort": ECHO_PORT}],
-            },
-        }
-    )
-
-
-def pod_resource(name: str, ip: str, labels: dict[str, str]) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "demo", "labels": labels},
-            "spec": {
-                "serviceAccountName": "web",
-                "containers": [{"name": "app", "command": ["x"]}],
-            },
-            "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
-        }
-    )
-
-
-def route(name: str, rules: list[dict[str, Any]]) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": "demo"},
-            "spec": {
-                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
-                "rules": rules,
-            },
-        }
+    return service_resource(
+        "echo", ECHO_VIP, {"tcp": "echo"}, [ServicePort(ECHO_PORT, ECHO_PORT, "echo")], annotations
     )
 
 
@@ -95,27 +57,10 @@ def backend(name: str, weight: int) -> dict[str, Any]:
 
 
 @dataclass
-class Cluster:
-    node: Node
-    store: Path
-    control: Pod
-    client: Pod
+class Cluster(SandboxCluster):
     webs: list[Pod]
     gone: list[Pod]  # namespaces with nothing in them: their endpoints refuse connections
     apps: dict[str, PodProcess]
-
-    def apply(self, *resources: Resource, delete: tuple[str, str] | None = None) -> None:
-        async def run() -> None:
-            store = SQLiteStore(self.store)
-            try:
-                for resource in resources:
-                    await store.apply(resource)
-                if delete is not None:
-                    await store.delete(delete[0], "demo", delete[1], missing_ok=True)
-            finally:
-                await store.close()
-
-        asyncio.run(run())
 
     def app(self, index: int, *options: str) -> None:
         """(Re)starts web-INDEX's app with the given http_app options."""
@@ -158,14 +103,6 @@ class Cluster:
         return json.loads(out)
 
 
-def wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
-
 def success(result: dict[str, Any]) -> float:
     total = sum(result["status"].values()) + result["errors"]
     return result["status"].get("200", 0) / total if total else 0.0
@@ -178,7 +115,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         control, client = node.add_pod("control"), node.add_pod("client")
         webs = [node.add_pod(f"web{i}") for i in range(3)]
         gone = [node.add_pod(f"gone{i}") for i in range(2)]
-        cluster = Cluster(node, base / "store.db", control, client, webs, gone, {})
+        cluster = Cluster(node, MeshStore(base / "store.db"), control, client, webs, gone, {})
         try:
             cluster.apply(
                 service("web", {"app": "web"}),
@@ -190,28 +127,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                         f"web-{i}",
                         str(pod.ip),
                         {"app": "web", "version": "v2" if i == 2 else "v1", "tcp": "echo"},
+                        "web",
                     )
                     for i, pod in enumerate(webs)
                 ),
             )
-            for component, port in (("destination", 8086), ("policy", 8090)):
-                process = control.spawn(
-                    [PYTHON, "-m", "gossamer", "controller", component,
-                     "--store", str(cluster.store), "--addr", f"0.0.0.0:{port}"],
-                    name=component,
-                )  # fmt: skip
-                control.wait_for_port(port, timeout=20, process=process)
-            for i, pod in enumerate(webs):
-                pod.install_init_rules()
-                pod.start_proxy()
-                cluster.app(i)
-            client.install_init_rules()
-            client.start_proxy(
-                {
-                    "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:8086",
-                    "GOSSAMER_PROXY_POLICY_SVC_ADDR": f"{control.ip}:8090",
-                }
-            )
+            cluster.start_mesh(webs, cluster.app)
             yield cluster
         finally:
             for pod in node.pods.values():
@@ -242,7 +163,7 @@ def test_retries_hide_a_replica_failing_half_its_requests(fresh: Cluster) -> Non
     time.sleep(1.0)
     with_retries = fresh.load(600)
     assert success(with_retries) >= 0.995, with_retries
-    metrics = fresh.client.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
+    metrics = fresh.client_metrics()
     assert "outbound_http_route_retry_total{" in metrics and 'result="retried"' in metrics
 
 
@@ -271,12 +192,7 @@ def test_a_replica_killed_under_load_is_routed_around(fresh: Cluster) -> None:
     assert success(before) == 1.0
 
     def inbound_requests() -> float:
-        web1 = fresh.webs[1].exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in web1.splitlines()
-            if line.startswith("request_total{") and 'direction="inbound"' in line
-        )
+        return counter_sum(proxy_metrics(fresh.webs[1]), "request_total", 'direction="inbound"')
 
     # The app of web-1 dies; its proxy keeps answering 502 (nothing on 127.0.0.1:8080).
     fresh.apps.pop("web-1").terminate()
@@ -291,8 +207,10 @@ def test_a_replica_killed_under_load_is_routed_around(fresh: Cluster) -> None:
 
 def test_weighted_split_header_canary_and_live_route_changes(fresh: Cluster) -> None:
     fresh.apply(
-        route(
+        http_route(
             "split",
+            "web",
+            80,
             [
                 {
                     "matches": [{"headers": [{"name": "x-canary", "value": "true"}]}],
@@ -302,21 +220,24 @@ def test_weighted_split_header_canary_and_live_route_changes(fresh: Cluster) -> 
             ],
         )
     )
-    wait(lambda: fresh.load(20, "--header=x-canary:true")["by"] == {"web-2": 20})
+    wait(lambda: fresh.load(20, "--header=x-canary:true")["by"] == {"web-2": 20}, every=0.2)
     result = fresh.load(2000, "--concurrency=4")
     assert success(result) == 1.0, result
     v2 = result["by"].get("web-2", 0) / 2000
     assert 0.15 <= v2 <= 0.25, result
     # Change the split: it applies without restarting anything.
-    fresh.apply(route("split", [{"backendRefs": [backend("web-v1", 50), backend("web-v2", 50)]}]))
+    fresh.apply(
+        http_route(
+            "split", "web", 80, [{"backendRefs": [backend("web-v1", 50), backend("web-v2", 50)]}]
+        )
+    )
 
     def even() -> bool:
         share = fresh.load(400, "--concurrency=4")["by"].get("web-2", 0) / 400
         return 0.4 <= share <= 0.6
 
-    wait(even, timeout=20)
-    metrics = fresh.client.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
-    assert 'route_name="split"' in metrics
+    wait(even, timeout=20, every=0.2)
+    assert 'route_name="split"' in fresh.client_metrics()
 
 
 def test_request_timeout_turns_a_slow_answer_into_a_fast_504(fresh: Cluster) -> None:
@@ -367,7 +288,10 @@ def test_refused_endpoints_are_routed_around_then_taken_out_by_failure_accrual(
     # Two endpoints that are gone (their namespaces refuse every connection) join the three
     # live ones, as when discovery still lists pods that have died.
     tcp.apply(
-        *(pod_resource(f"gone-{i}", str(pod.ip), {"tcp": "echo"}) for i, pod in enumerate(tcp.gone))
+        *(
+            pod_resource(f"gone-{i}", str(pod.ip), {"tcp": "echo"}, "web")
+            for i, pod in enumerate(tcp.gone)
+        )
     )
     try:
         # Until both have refused once, a connection refused by one may be retried on the
@@ -376,7 +300,7 @@ def test_refused_endpoints_are_routed_around_then_taken_out_by_failure_accrual(
             tcp.tcp_load(40, concurrency=4)
             return all(refused_connects(pod) > 0 for pod in tcp.gone)
 
-        wait(tried, timeout=30)
+        wait(tried, timeout=30, every=0.2)
         before = sum(refused_connects(pod) for pod in tcp.gone)
         result = tcp.tcp_load(1000, concurrency=4)
         # A refused connect is tried again on another endpoint: no client sees it.

@@ -9,20 +9,28 @@ one test's slow answers would otherwise steer the next test's picks)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gossamer.control.store import SQLiteStore
 from gossamer.core.resources import Resource
-from gossamer.local.netns import Node, sandbox
+from gossamer.local.netns import sandbox
 from gossamer.local.pod import PYTHON, Pod, PodProcess
+from tests.e2e.netns_mesh import (
+    MeshStore,
+    SandboxCluster,
+    ServicePort,
+    counter_sum,
+    grpc_route,
+    pod_resource,
+    service_resource,
+    wait,
+)
 
 APPS = Path(__file__).parent / "apps"
 VIPS = {
@@ -42,17 +50,8 @@ pytestmark = pytest.mark.netns
 def service(
     name: str, selector: dict[str, str], annotations: dict[str, str] | None = None
 ) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": "demo", "annotations": annotations or {}},
-            "spec": {
-                "clusterIP": VIPS[name],
-                "selector": selector,
-                "ports": [{"name": "grpc", "port": PORT, "targetPort": PORT}],
-            },
-        }
+    return service_resource(
+        name, VIPS[name], selector, [ServicePort(PORT, PORT, "grpc")], annotations
     )
 
 
@@ -61,60 +60,10 @@ def echo_service(name: str, annotations: dict[str, str] | None = None) -> Resour
     return service(name, {"app": "echo"}, annotations)
 
 
-def pod_resource(name: str, ip: str, version: str) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": "demo",
-                "labels": {"app": "echo", "version": version},
-            },
-            "spec": {
-                "serviceAccountName": "echo",
-                "containers": [{"name": "app", "command": ["x"]}],
-            },
-            "status": {"phase": "Running", "podIP": ip, "proxy": {"ready": True}},
-        }
-    )
-
-
-def grpc_route(name: str, rules: list[dict[str, Any]]) -> Resource:
-    return Resource.from_dict(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "GRPCRoute",
-            "metadata": {"name": name, "namespace": "demo"},
-            "spec": {
-                "parentRefs": [{"group": "core", "kind": "Service", "name": "echo", "port": PORT}],
-                "rules": rules,
-            },
-        }
-    )
-
-
 @dataclass
-class Cluster:
-    node: Node
-    store: Path
-    control: Pod
-    client: Pod
+class Cluster(SandboxCluster):
     echoes: list[Pod]
     apps: dict[int, tuple[PodProcess, tuple[str, ...]]] = field(default_factory=dict)
-
-    def apply(self, *resources: Resource, delete: tuple[str, str] | None = None) -> None:
-        async def run() -> None:
-            store = SQLiteStore(self.store)
-            try:
-                for resource in resources:
-                    await store.apply(resource)
-                if delete is not None:
-                    await store.delete(delete[0], "demo", delete[1], missing_ok=True)
-            finally:
-                await store.close()
-
-        asyncio.run(run())
 
     def app(self, index: int, *options: str) -> None:
         """Runs echo-INDEX's gRPC server with the given grpc_app options (restarting it
@@ -141,17 +90,6 @@ class Cluster:
         ).stdout  # fmt: skip
         return json.loads(out)
 
-    def client_metrics(self) -> str:
-        return self.client.exec(["curl", "-sf", "http://127.0.0.1:4191/metrics"]).stdout
-
-
-def wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
 
 def calls(result: dict[str, Any]) -> int:
     return sum(result["codes"].values())
@@ -164,11 +102,7 @@ def success(result: dict[str, Any]) -> float:
 
 def retried(metrics: str) -> float:
     """Retries the client's proxy made (outbound_http_route_retry_total, result=retried)."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("outbound_http_route_retry_total{") and 'result="retried"' in line
-    )
+    return counter_sum(metrics, "outbound_http_route_retry_total", 'result="retried"')
 
 
 @pytest.fixture(scope="module")
@@ -177,35 +111,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with sandbox(prefix="trgr") as node:
         control, client = node.add_pod("control"), node.add_pod("client")
         echoes = [node.add_pod(f"echo{i}") for i in range(REPLICAS)]
-        cluster = Cluster(node, base / "store.db", control, client, echoes)
+        cluster = Cluster(node, MeshStore(base / "store.db"), control, client, echoes)
         try:
             cluster.apply(
                 echo_service("echo"),
                 service("echo-v1", {"version": "v1"}),
                 service("echo-v2", {"version": "v2"}),
                 *(
-                    pod_resource(f"echo-{i}", str(pod.ip), "v2" if i == 2 else "v1")
+                    pod_resource(
+                        f"echo-{i}",
+                        str(pod.ip),
+                        {"app": "echo", "version": "v2" if i == 2 else "v1"},
+                        "echo",
+                    )
                     for i, pod in enumerate(echoes)
                 ),
             )
-            for component, port in (("destination", 8086), ("policy", 8090)):
-                process = control.spawn(
-                    [PYTHON, "-m", "gossamer", "controller", component,
-                     "--store", str(cluster.store), "--addr", f"0.0.0.0:{port}"],
-                    name=component,
-                )  # fmt: skip
-                control.wait_for_port(port, timeout=20, process=process)
-            for i, pod in enumerate(echoes):
-                pod.install_init_rules()
-                pod.start_proxy()
-                cluster.app(i)
-            client.install_init_rules()
-            client.start_proxy(
-                {
-                    "GOSSAMER_PROXY_DESTINATION_SVC_ADDR": f"{control.ip}:8086",
-                    "GOSSAMER_PROXY_POLICY_SVC_ADDR": f"{control.ip}:8090",
-                }
-            )
+            cluster.start_mesh(echoes, cluster.app)
             yield cluster
         finally:
             for pod in node.pods.values():
@@ -293,6 +215,8 @@ def test_grpc_route_sends_one_method_to_another_service(fresh: Cluster) -> None:
     fresh.apply(
         grpc_route(
             "by-method",
+            "echo",
+            PORT,
             [
                 {
                     "matches": [{"method": {"service": "test.Echo", "method": "Ping"}}],
@@ -302,7 +226,7 @@ def test_grpc_route_sends_one_method_to_another_service(fresh: Cluster) -> None:
             ],
         )
     )
-    wait(lambda: fresh.load("echo", 10, "--method=Ping")["by"] == {"echo-2": 10})
+    wait(lambda: fresh.load("echo", 10, "--method=Ping")["by"] == {"echo-2": 10}, every=0.2)
     pings = fresh.load("echo", 100, "--method=Ping")
     assert pings["codes"] == {"OK": 100} and pings["by"] == {"echo-2": 100}, pings
     unary = fresh.load("echo", 100)
