@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from gossamer.proxy import memory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.errors import ConnectRefused, ConnectTimeout, ConnectUnreachable, ProxyError
 from gossamer.proxy.metrics import ProxyMetrics, TlsLabels
@@ -87,6 +88,8 @@ class ProxyRuntime:
         self.outbound: OutboundServices | None = None
         # Set when the proxy has an identity (mesh TLS both ways).
         self.identity: IdentityManager | None = None
+        # Connections closed: their freed memory goes back to the system soon (memory.py).
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     # -- connection registry, for graceful shutdown ------------------------------------
     def track(self, conn: Drainable) -> None:
@@ -96,11 +99,19 @@ class ProxyRuntime:
 
     def untrack(self, conn: Drainable) -> None:
         self.connections.discard(conn)
+        if self._trim_timer is None:
+            self._trim_timer = asyncio.get_running_loop().call_later(
+                memory.TRIM_INTERVAL, self._release_memory
+            )
         if not self.connections:
             for waiter in self._idle_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
             self._idle_waiters.clear()
+
+    def _release_memory(self) -> None:
+        self._trim_timer = None
+        memory.release_free_memory()
 
     async def drain(self, grace: float) -> bool:
         """Asks every connection to drain; True if all closed within `grace` seconds."""
