@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -18,6 +18,37 @@ from gossamer.control.store import SQLiteStore
 
 if TYPE_CHECKING:
     from gossamer.control.identity import Issuer
+
+
+class _Server(Protocol):
+    async def start(self, host: str, port: int) -> object: ...
+
+    async def stop(self) -> None: ...
+
+
+def _listen_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
+    return host, int(port)
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def _serve_until_signalled(server: _Server, store: SQLiteStore, host: str, port: int) -> None:
+    """Serves until SIGTERM or SIGINT, then stops the server and closes the store."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start(host, port)
+    await stop.wait()
+    await server.stop()
+    await store.close()
 
 
 @click.group("controller")
@@ -32,13 +63,9 @@ def controller_command() -> None:
 @click.option("--trust-domain", default="cluster.local", show_default=True)
 def destination_command(store_path: str, addr: str, cluster_domain: str, trust_domain: str) -> None:
     """Serve the destination API (endpoints for service names and addresses)."""
-    host, _, port = addr.rpartition(":")
-    if not port.isdigit():
-        raise click.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(_serve_destination(store_path, host, int(port), cluster_domain, trust_domain))
+    host, port = _listen_addr(addr)
+    _log_to_stderr()
+    asyncio.run(_serve_destination(store_path, host, port, cluster_domain, trust_domain))
 
 
 async def _serve_destination(
@@ -48,14 +75,7 @@ async def _serve_destination(
 
     store = SQLiteStore(store_path)
     server = DestinationServer(store, cluster_domain, trust_domain)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start(host, port)
-    await stop.wait()
-    await server.stop()
-    await store.close()
+    await _serve_until_signalled(server, store, host, port)
 
 
 @controller_command.command("policy")
@@ -64,13 +84,9 @@ async def _serve_destination(
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
 def policy_command(store_path: str, addr: str, cluster_domain: str) -> None:
     """Serve the outbound policy API (routes, retries, timeouts for a service address)."""
-    host, _, port = addr.rpartition(":")
-    if not port.isdigit():
-        raise click.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(_serve_policy(store_path, host, int(port), cluster_domain))
+    host, port = _listen_addr(addr)
+    _log_to_stderr()
+    asyncio.run(_serve_policy(store_path, host, port, cluster_domain))
 
 
 async def _serve_policy(store_path: str, host: str, port: int, cluster_domain: str) -> None:
@@ -78,14 +94,7 @@ async def _serve_policy(store_path: str, host: str, port: int, cluster_domain: s
 
     store = SQLiteStore(store_path)
     server = OutboundPolicyServer(store, cluster_domain)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start(host, port)
-    await stop.wait()
-    await server.stop()
-    await store.close()
+    await _serve_until_signalled(server, store, host, port)
 
 
 @controller_command.command("identity")
@@ -116,18 +125,14 @@ def identity_command(
     )
     from gossamer.core.durations import parse_duration
 
-    host, _, port = addr.rpartition(":")
-    if not port.isdigit():
-        raise click.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
+    host, port = _listen_addr(addr)
     try:
         leaf_lifetime = timedelta(seconds=parse_duration(lifetime))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--lifetime") from None
     if leaf_lifetime <= timedelta(0):
         raise click.BadParameter("must be positive", param_hint="--lifetime")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _log_to_stderr()
     try:
         anchors = load_trust_anchors(anchors_path)
         issuer = load_issuer(issuer_cert_path, issuer_key_path, anchors)
@@ -135,7 +140,7 @@ def identity_command(
     except IdentityError as error:
         raise click.ClickException(str(error)) from None
     asyncio.run(
-        _serve_identity(issuer, token_key, store_path, host, int(port), leaf_lifetime, trust_domain)
+        _serve_identity(issuer, token_key, store_path, host, port, leaf_lifetime, trust_domain)
     )
 
 
@@ -153,11 +158,4 @@ async def _serve_identity(
     store = SQLiteStore(store_path)
     validator = LocalTokenValidator(store, token_key, trust_domain=trust_domain)
     server = IdentityServer(issuer, validator, lifetime=lifetime)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start(host, port)
-    await stop.wait()
-    await server.stop()
-    await store.close()
+    await _serve_until_signalled(server, store, host, port)
